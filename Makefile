@@ -1,0 +1,60 @@
+# Archivist's two promises (see README.md):
+#   make run    set everything up on a fresh Debian machine and open the window
+#   make test   the same set-up with dev extras, then lint, type-check and the whole suite
+# Both are idempotent: the second run only re-installs when pyproject.toml changed.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test check lint typecheck pytest bench clean system-deps system-deps-test
+
+run: system-deps $(VENV)/.installed
+	$(BIN)/archivist gui
+
+test: system-deps-test $(VENV)/.installed-dev check pytest
+
+check: lint typecheck
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app core tests
+	$(BIN)/ruff format --check app core tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest -q
+
+system-deps:
+	@packaging/system-deps.sh run
+
+system-deps-test:
+	@packaging/system-deps.sh test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU build that lies on disk; a plain requirement
+# would pull a multi-GB CUDA build.
+$(VENV)/.torch: | $(VENV)/bin/python
+	$(BIN)/pip install -q torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-dev
+	@ls tests/bench/*.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

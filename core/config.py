@@ -1,0 +1,344 @@
+"""Settings: defaults, then ``archivist.toml``, then environment variables.
+
+The data folder is ``ARCHIVIST_HOME`` (default: the platform's user data folder).
+``archivist.toml`` is read from there, or from ``--config FILE``. The environment
+overrides ``ARCHIVIST_DATABASE_URL`` (default: a SQLite file in the data folder)
+and ``ARCHIVIST_REDIS_URL`` (unset: the embedded cache).
+
+An unknown key, a wrong type or an out-of-range value raises ``ConfigError``
+naming the key and the file, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from core.errors import ConfigError
+
+CONFIG_NAME = "archivist.toml"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    # 200 tokens leaves headroom under all-MiniLM-L6-v2's 256-token window (its
+    # word-piece count runs ~10-20% above our estimate on prose, more on code).
+    chunk_tokens: int = 200
+    # 15% overlap keeps a sentence that straddles a boundary findable from both sides.
+    overlap_tokens: int = 30
+    max_file_mb: float = 100.0
+    parse_workers: int = 2
+    embed: bool = True
+    embed_batch: int = 64
+
+    def validate(self, file: str | None) -> None:
+        if not 16 <= self.chunk_tokens <= 256:
+            raise ConfigError("must be between 16 and 256", key="ingest.chunk_tokens", file=file)
+        if not 0 <= self.overlap_tokens < self.chunk_tokens // 2:
+            raise ConfigError(
+                "must be at least 0 and under half of chunk_tokens",
+                key="ingest.overlap_tokens",
+                file=file,
+            )
+        if self.max_file_mb <= 0:
+            raise ConfigError("must be positive", key="ingest.max_file_mb", file=file)
+        if self.parse_workers < 1:
+            raise ConfigError("must be at least 1", key="ingest.parse_workers", file=file)
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    top_k: int = 5
+    candidates: int = 50
+    fusion: str = "rrf"  # "rrf" | "convex" | "bm25" | "vector"
+    rrf_k: int = 60
+    convex_alpha: float = 0.5  # weight of the vector score in the convex combination
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    stemming: bool = True
+    stop_words: bool = True
+    reranker: str = ""  # a model name from the catalog or a local folder; empty = off
+    rerank_candidates: int = 20
+    rerank_max_length: int = 256
+
+    def validate(self, file: str | None) -> None:
+        if not 1 <= self.top_k <= 50:
+            raise ConfigError("must be between 1 and 50", key="retrieval.top_k", file=file)
+        if self.candidates < self.top_k:
+            raise ConfigError("must be at least top_k", key="retrieval.candidates", file=file)
+        if self.fusion not in {"rrf", "convex", "bm25", "vector"}:
+            raise ConfigError(
+                "must be one of rrf, convex, bm25, vector", key="retrieval.fusion", file=file
+            )
+        if self.rrf_k < 1:
+            raise ConfigError("must be at least 1", key="retrieval.rrf_k", file=file)
+        if not 0.0 <= self.convex_alpha <= 1.0:
+            raise ConfigError("must be between 0 and 1", key="retrieval.convex_alpha", file=file)
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = "all-MiniLM-L6-v2"  # a catalog name or a local folder
+    threads: int = 2
+    query_threads: int = 1
+
+    def validate(self, file: str | None) -> None:
+        if self.threads < 1 or self.query_threads < 1:
+            raise ConfigError("must be at least 1", key="embedding.threads", file=file)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = True
+    embedding_ttl_s: float = 24 * 3600.0
+    result_ttl_s: float = 2 * 3600.0
+    similarity_threshold: float = 0.95
+    guard: bool = True
+    max_entries: int = 100_000
+
+    def validate(self, file: str | None) -> None:
+        if not 0.5 <= self.similarity_threshold <= 1.0:
+            raise ConfigError(
+                "must be between 0.5 and 1.0", key="cache.similarity_threshold", file=file
+            )
+        if self.embedding_ttl_s <= 0 or self.result_ttl_s <= 0:
+            raise ConfigError("TTLs must be positive", key="cache.*_ttl_s", file=file)
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failure_threshold: int = 5
+    reset_timeout_s: float = 60.0
+    success_threshold: int = 2
+    half_open_max_calls: int = 1
+    slow_call_s: float = 0.0  # 0 = off; calls slower than this count as failures
+
+    def validate(self, file: str | None, prefix: str = "breaker") -> None:
+        if self.failure_threshold < 1:
+            raise ConfigError("must be at least 1", key=f"{prefix}.failure_threshold", file=file)
+        if self.reset_timeout_s <= 0:
+            raise ConfigError("must be positive", key=f"{prefix}.reset_timeout_s", file=file)
+        if self.success_threshold < 1:
+            raise ConfigError("must be at least 1", key=f"{prefix}.success_threshold", file=file)
+
+
+PROVIDER_KINDS = ("openai", "llama_cpp", "extractive")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    kind: str
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = ""
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    first_token_timeout_s: float = 15.0
+    max_tokens: int = 512
+    breaker: BreakerSettings | None = None  # None: the global [breaker] table
+
+    def validate(self, file: str | None, index: int) -> None:
+        key = f"providers[{index}]"
+        if not self.name:
+            raise ConfigError("every provider needs a name", key=f"{key}.name", file=file)
+        if self.kind not in PROVIDER_KINDS:
+            raise ConfigError(
+                f"unknown kind {self.kind!r}; expected one of {', '.join(PROVIDER_KINDS)}",
+                key=f"{key}.kind",
+                file=file,
+            )
+        if self.kind == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                "an openai provider needs an http(s) base_url", key=f"{key}.base_url", file=file
+            )
+        if self.timeout_s <= 0:
+            raise ConfigError("must be positive", key=f"{key}.timeout_s", file=file)
+        if self.breaker is not None:
+            self.breaker.validate(file, prefix=f"{key}.breaker")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    stderr_level: str = "WARNING"
+    max_bytes: int = 5_000_000
+    backups: int = 3
+    log_questions: bool = True  # privacy: False keeps only a hash of each question
+
+    def validate(self, file: str | None) -> None:
+        for key, value in (("logging.level", self.level), ("logging.stderr_level", self.stderr_level)):
+            if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+                raise ConfigError(f"unknown level {value!r}", key=key, file=file)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    redis_url: str | None = None
+    config_file: Path | None = None
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    providers: tuple[ProviderSettings, ...] = ()
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    watched_folders: tuple[str, ...] = ()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    def validate(self) -> None:
+        file = str(self.config_file) if self.config_file else None
+        self.ingest.validate(file)
+        self.retrieval.validate(file)
+        self.embedding.validate(file)
+        self.cache.validate(file)
+        self.breaker.validate(file)
+        self.logging.validate(file)
+        names = set()
+        for i, p in enumerate(self.providers):
+            p.validate(file, i)
+            if p.name in names:
+                raise ConfigError(f"duplicate name {p.name!r}", key=f"providers[{i}].name", file=file)
+            names.add(p.name)
+        if not self.database_url or "://" not in self.database_url:
+            raise ConfigError(
+                "must be a SQLAlchemy URL such as sqlite:///path or postgresql+psycopg://...",
+                key="database_url",
+                file=file,
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError("must be a redis:// URL", key="redis_url", file=file)
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("archivist", appauthor=False))
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build ``Settings``; raises ``ConfigError`` naming the key and the file."""
+    env = os.environ if env is None else env
+    home = Path(env.get("ARCHIVIST_HOME") or default_home()).expanduser().resolve()
+    path: Path | None
+    if config_file is not None:
+        path = Path(config_file).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError("file not found", file=str(path))
+    else:
+        candidate = home / CONFIG_NAME
+        path = candidate if candidate.is_file() else None
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML ({exc})", file=str(path)) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot be read ({exc})", file=str(path)) from exc
+    file = str(path) if path else None
+
+    data = dict(data)
+    if "home" in data:
+        raise ConfigError("set the data folder with ARCHIVIST_HOME", key="home", file=file)
+    values: dict[str, Any] = {"home": home, "config_file": path}
+    values["database_url"] = (
+        env.get("ARCHIVIST_DATABASE_URL")
+        or data.pop("database_url", None)
+        or f"sqlite:///{home / 'archivist.db'}"
+    )
+    data.pop("database_url", None)
+    redis_url = env.get("ARCHIVIST_REDIS_URL") or data.pop("redis_url", None)
+    data.pop("redis_url", None)
+    values["redis_url"] = redis_url or None
+
+    hints = typing.get_type_hints(Settings)
+    for key, raw in data.items():
+        if key not in hints or key in {"home", "config_file"}:
+            raise ConfigError("unknown setting", key=key, file=file)
+        if key == "providers":
+            if not isinstance(raw, list):
+                raise ConfigError("must be an array of [[providers]] tables", key=key, file=file)
+            values[key] = tuple(
+                _build(ProviderSettings, item, f"providers[{i}]", file)
+                for i, item in enumerate(raw)
+            )
+        elif key == "watched_folders":
+            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                raise ConfigError("must be a list of folder paths", key=key, file=file)
+            values[key] = tuple(raw)
+        else:
+            values[key] = _build(hints[key], raw, key, file)
+    values.update(overrides)
+    settings = Settings(**values)
+    settings.validate()
+    return settings
+
+
+def _build(cls: Any, raw: Any, prefix: str, file: str | None) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a table", key=prefix, file=file)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}"
+        if key not in fields:
+            raise ConfigError("unknown setting", key=full, file=file)
+        kwargs[key] = _coerce(hints[key], value, full, file)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"incomplete table ({exc})", key=prefix, file=file) from exc
+
+
+def _coerce(hint: Any, value: Any, key: str, file: str | None) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(args[0], value, key, file)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, file)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError("must be true or false", key=key, file=file)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError("must be an integer", key=key, file=file)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError("must be a number", key=key, file=file)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError("must be a string", key=key, file=file)
+        return value
+    raise ConfigError("unsupported setting", key=key, file=file)

@@ -1,0 +1,1 @@
+"""LLM providers: one async streaming interface, breakers, a router with fallback."""

@@ -1,0 +1,268 @@
+"""The hybrid search index the app queries: BM25 + vectors, fused.
+
+``SearchIndex`` owns one ``BM25Index`` and one ``VectorIndex`` (core.retrieval)
+plus the filter metadata (which document, folder and kind each chunk belongs
+to). It is filled from the database at start-up, or from its persisted files
+when they match the knowledge-base version, and updated incrementally from the
+ingestion pipeline's ``IndexDelta``. All methods are blocking: callers run them
+in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+
+from core import store
+from core.config import RetrievalSettings
+from core.embedding import FloatArray
+from core.ingest.pipeline import IndexDelta
+from core.retrieval.bm25 import BM25Index
+from core.retrieval.fusion import convex_combination, reciprocal_rank_fusion
+from core.retrieval.text import Analyzer
+from core.retrieval.vectors import VectorIndex
+from core.types import SearchFilters
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk_id: int
+    score: float
+    bm25_rank: int | None
+    bm25_score: float | None
+    vector_rank: int | None
+    vector_score: float | None
+    fused_score: float | None
+
+
+class SearchIndex:
+    def __init__(self, settings: RetrievalSettings, directory: Path, dim: int = 384) -> None:
+        self._settings = settings
+        self._dir = directory
+        self._dim = dim
+        self._lock = threading.RLock()
+        self.analyzer = Analyzer(stemming=settings.stemming, stop_words=settings.stop_words)
+        self._bm25 = BM25Index(k1=settings.bm25_k1, b=settings.bm25_b)
+        self._vectors: VectorIndex | None = None
+        self._chunk_doc: dict[int, int] = {}
+        self._doc_path: dict[int, str] = {}
+        self._doc_kind: dict[int, str] = {}
+        self.model_id = ""
+        self.loaded_from = "empty"
+        self.load_s = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def _meta_path(self) -> Path:
+        return self._dir / "meta.json"
+
+    def load(self, engine: sa.Engine, model_id: str) -> None:
+        """Fill the indexes: persisted files when current, else from the database."""
+        t0 = time.perf_counter()
+        self.model_id = model_id
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with engine.connect() as conn:
+            version = store.kb_version(conn)
+            meta_rows = store.chunk_meta(conn)
+        with self._lock:
+            self._chunk_doc = {cid: did for cid, did, _, _ in meta_rows}
+            self._doc_path = {did: path for _, did, path, _ in meta_rows}
+            self._doc_kind = {did: kind for _, did, _, kind in meta_rows}
+            if self._persisted_matches(version, model_id):
+                try:
+                    self._bm25 = BM25Index.load(self._dir / "bm25.npz")
+                    vectors = VectorIndex(self._dim)
+                    vectors.open(self._dir / "vectors")
+                    self._vectors = vectors
+                    self.loaded_from = "disk"
+                except Exception as exc:  # a damaged file: rebuild, never fail start-up
+                    log.warning("search index files unusable (%s); rebuilding", exc)
+                    self._rebuild(engine, model_id)
+            else:
+                self._rebuild(engine, model_id)
+        self.load_s = time.perf_counter() - t0
+        log.info(
+            "search index ready",
+            extra={"chunks": len(self._chunk_doc), "from": self.loaded_from, "s": self.load_s},
+        )
+
+    def _persisted_matches(self, version: int, model_id: str) -> bool:
+        try:
+            meta = json.loads(self._meta_path.read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(
+            meta.get("format") == FORMAT_VERSION
+            and meta.get("kb_version") == version
+            and meta.get("model_id") == model_id
+            and meta.get("bm25_k1") == self._settings.bm25_k1
+            and meta.get("bm25_b") == self._settings.bm25_b
+            and meta.get("stemming") == self._settings.stemming
+            and meta.get("stop_words") == self._settings.stop_words
+        )
+
+    def _rebuild(self, engine: sa.Engine, model_id: str) -> None:
+        self._bm25 = BM25Index(k1=self._settings.bm25_k1, b=self._settings.bm25_b)
+        vectors_dir = self._dir / "vectors"
+        if self._vectors is not None:
+            self._vectors.close()
+        shutil.rmtree(vectors_dir, ignore_errors=True)
+        self._vectors = VectorIndex(self._dim)
+        self._vectors.open(vectors_dir)
+        with engine.connect() as conn:
+            for batch in store.iter_chunk_texts(conn):
+                ids = [cid for cid, _ in batch]
+                self._bm25.add(ids, [self.analyzer.tokens(text) for _, text in batch])
+            for ids, matrix in store.iter_chunk_vectors(conn, model_id):
+                self._vectors.add(ids, matrix)
+        self.loaded_from = "database"
+
+    def save(self, engine: sa.Engine) -> None:
+        """Persist the indexes with the knowledge-base version they reflect."""
+        with engine.connect() as conn:
+            version = store.kb_version(conn)
+        with self._lock:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._bm25.save(self._dir / "bm25.npz")
+            if self._vectors is not None:
+                self._vectors.flush()
+            meta = {
+                "format": FORMAT_VERSION,
+                "kb_version": version,
+                "model_id": self.model_id,
+                "bm25_k1": self._settings.bm25_k1,
+                "bm25_b": self._settings.bm25_b,
+                "stemming": self._settings.stemming,
+                "stop_words": self._settings.stop_words,
+            }
+            tmp = self._meta_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, self._meta_path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._vectors is not None:
+                self._vectors.close()
+                self._vectors = None
+
+    # ------------------------------------------------------------------ updates
+
+    def apply(self, delta: IndexDelta) -> None:
+        with self._lock:
+            if delta.removed:
+                self._bm25.remove(list(delta.removed))
+                if self._vectors is not None:
+                    self._vectors.remove(list(delta.removed))
+                for cid in delta.removed:
+                    self._chunk_doc.pop(cid, None)
+            for doc_id, path in delta.moved:
+                self._doc_path[doc_id] = path
+            if delta.added:
+                ids = [c.id for c in delta.added]
+                self._bm25.add(ids, [self.analyzer.tokens(c.text) for c in delta.added])
+                if delta.vectors is not None and self._vectors is not None:
+                    self._vectors.add(ids, delta.vectors)
+                for chunk, kind in zip(delta.added, delta.kinds, strict=False):
+                    self._chunk_doc[chunk.id] = chunk.document_id
+                    self._doc_path[chunk.document_id] = chunk.source
+                    self._doc_kind[chunk.document_id] = kind
+            live_docs = set(self._chunk_doc.values())
+            for doc_id in delta.documents:
+                if doc_id not in live_docs:
+                    self._doc_path.pop(doc_id, None)
+                    self._doc_kind.pop(doc_id, None)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def size(self) -> int:
+        return len(self._chunk_doc)
+
+    @property
+    def vector_count(self) -> int:
+        return len(self._vectors) if self._vectors is not None else 0
+
+    def allowed_ids(self, filters: SearchFilters) -> npt.NDArray[np.int64] | None:
+        if filters.empty:
+            return None
+        folders = tuple(f.rstrip("/") + "/" for f in filters.folders)
+        with self._lock:
+            docs = {
+                d
+                for d, path in self._doc_path.items()
+                if (not filters.document_ids or d in filters.document_ids)
+                and (not folders or path.startswith(folders))
+                and (not filters.kinds or self._doc_kind.get(d) in filters.kinds)
+            }
+            ids = [c for c, d in self._chunk_doc.items() if d in docs]
+        return np.asarray(sorted(ids), dtype=np.int64)
+
+    def search(
+        self,
+        text: str,
+        query_vector: FloatArray | None,
+        *,
+        k: int,
+        filters: SearchFilters | None = None,
+        fusion: str | None = None,
+    ) -> list[Hit]:
+        fusion = fusion or self._settings.fusion
+        allowed = self.allowed_ids(filters) if filters is not None else None
+        n = max(k, self._settings.candidates)
+        with self._lock:
+            bm25: list[tuple[int, float]] = []
+            if fusion != "vector":
+                # Only chunks sharing a query term come back. In a tiny corpus
+                # Okapi idf can be <= 0 for every term; such hits still rank.
+                bm25 = self._bm25.search(self.analyzer.tokens(text), n, allowed)
+            vec: list[tuple[int, float]] = []
+            if fusion != "bm25" and query_vector is not None and self.vector_count:
+                assert self._vectors is not None
+                vec = self._vectors.search(query_vector, n, allowed)
+        bm25_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(bm25)}
+        vec_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(vec)}
+        fused: list[tuple[int, float]]
+        if fusion == "bm25" or not vec:
+            fused = bm25
+        elif fusion == "vector" or not bm25:
+            fused = vec
+        elif fusion == "convex":
+            alpha = self._settings.convex_alpha
+            fused = convex_combination(
+                [dict(bm25), dict(vec)], weights=[1.0 - alpha, alpha]
+            )
+        else:
+            fused = reciprocal_rank_fusion(
+                [[c for c, _ in bm25], [c for c, _ in vec]], k=self._settings.rrf_k
+            )
+        hits = []
+        for cid, score in fused[:k]:
+            b = bm25_rank.get(cid)
+            v = vec_rank.get(cid)
+            hits.append(
+                Hit(
+                    chunk_id=cid,
+                    score=float(score),
+                    bm25_rank=b[0] if b else None,
+                    bm25_score=float(b[1]) if b else None,
+                    vector_rank=v[0] if v else None,
+                    vector_score=float(v[1]) if v else None,
+                    fused_score=float(score) if fusion in ("rrf", "convex") else None,
+                )
+            )
+        return hits

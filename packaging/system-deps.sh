@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install the Debian packages Archivist needs, only those that are missing.
+#   packaging/system-deps.sh run    Qt's X11/EGL libraries (to open the window)
+#   packaging/system-deps.sh test   + redis-server, PostgreSQL, Xvfb, the Python 3.11
+#                                   HTML docs (a real corpus the tests ingest)
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+run_pkgs=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
+  libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
+  libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1 libglib2.0-0)
+test_pkgs=(redis-server postgresql xvfb python3.11-doc)
+
+want=("${run_pkgs[@]}")
+if [ "${1:-run}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "system-deps: not a Debian system; install the equivalents of: ${want[*]}" >&2
+  exit 0
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "system-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "system-deps: please install as root: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

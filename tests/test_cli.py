@@ -1,0 +1,155 @@
+"""The ``archivist`` command line, end to end, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ARCHIVIST = [sys.executable, "-m", "app.cli"]
+
+
+def run(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    full_env.pop("ARCHIVIST_DATABASE_URL", None)
+    full_env.pop("ARCHIVIST_REDIS_URL", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*ARCHIVIST, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+@pytest.mark.slow
+def test_ingest_then_ask_cites_the_right_file_and_span(home: Path, corpus: Path) -> None:
+    bad = corpus / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4\n this is not really a pdf")
+    result = run(home, "ingest", str(corpus), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"]["added"] == 4
+    assert report["summary"]["failed"] == 1
+    failed = [f for f in report["files"] if f["status"] == "failed"]
+    assert failed[0]["path"].endswith("broken.pdf") and failed[0]["reason"]
+    assert "broken.pdf" in result.stderr  # the failure is shown as it happens
+
+    cases = [
+        ("When was the Old Harbour lighthouse built?", "lighthouse.txt", "1874", None),
+        ("How much is a return ticket to Gull Island?", "ferry.pdf", "eleven euros", 2),
+        ("What is the aperture of the telescope?", "telescope.html", "240 millimetres", None),
+        ("On which days are the garden beds watered?", "garden.md", "Tuesdays", None),
+    ]
+    for question, source, fact, page in cases:
+        result = run(home, "ask", question, "--json")
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert set(answer) >= {
+            "answer", "citations", "provider", "cache", "degraded", "timings_ms",
+        }
+        assert answer["cache"] in {"miss", "embedding", "result"}
+        assert answer["degraded"] is False
+        assert fact in answer["answer"]
+        top = answer["citations"][0]
+        assert set(top) >= {"source", "page", "start", "end", "text", "chunk_id", "score"}
+        cited = [c for c in answer["citations"] if Path(c["source"]).name == source]
+        assert cited, (question, answer["citations"])
+        c = cited[0]
+        assert Path(c["source"]).is_absolute()
+        assert c["page"] == page
+        assert fact in c["text"]
+        # The offsets index into the extracted text of the source.
+        text = _extracted_text(home, c["source"])
+        assert text[c["start"] : c["end"]] == c["text"]
+        assert fact in text[c["start"] : c["end"]]
+
+
+def keyword_only(home: Path) -> None:
+    """Skip embeddings (and the model load) for tests about the CLI itself."""
+    (home / "archivist.toml").write_text("[ingest]\nembed = false\n")
+
+
+def _extracted_text(home: Path, source: str) -> str:
+    import sqlite3
+
+    con = sqlite3.connect(home / "archivist.db")
+    try:
+        row = con.execute("SELECT text FROM documents WHERE path = ?", (source,)).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.slow
+def test_batch_answers_in_order_one_json_object_per_line(home: Path, corpus: Path) -> None:
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    questions = "When was the lighthouse built?\n\nWhen does the morning ferry leave?\n"
+    result = run(home, "ask", "--batch", "-", "--json", stdin=questions)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [x["question"] for x in lines] == [
+        "When was the lighthouse built?",
+        "When does the morning ferry leave?",
+    ]
+    assert "1874" in lines[0]["answer"]
+    assert "07:15" in lines[1]["answer"]
+
+
+def test_reingesting_unchanged_files_reports_unchanged(home: Path, corpus: Path) -> None:
+    keyword_only(home)
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    again = run(home, "ingest", str(corpus), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"]["unchanged"] == 4
+
+
+def test_question_about_something_absent_says_so(home: Path, corpus: Path) -> None:
+    keyword_only(home)
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    result = run(home, "ask", "What is the airspeed of an unladen swallow?", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "do not contain" in answer["answer"]
+    assert answer["citations"] == []
+
+
+def test_usage_errors_exit_2(home: Path) -> None:
+    assert run(home, "ask").returncode == 2
+    assert run(home, "frobnicate").returncode == 2
+    assert run(home, "ask", "--batch", str(home / "missing.txt")).returncode == 2
+
+
+def test_failure_exits_1_with_one_line_reason(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[retrieval]\ntop_k = 'many'\n")
+    result = run(home, "--config", str(bad), "stats")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "retrieval.top_k" in lines[0] and str(bad) in lines[0]
+
+
+def test_health_and_stats_report_real_data(home: Path, corpus: Path) -> None:
+    keyword_only(home)
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    health = run(home, "health", "--json")
+    assert health.returncode == 0, health.stderr
+    snap = json.loads(health.stdout)
+    assert snap["components"]["database"]["status"] == "ok"
+    assert snap["components"]["database"]["documents"] == 4
+    assert snap["components"]["search_index"]["chunks"] >= 4
+    stats = run(home, "stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    data = json.loads(stats.stdout)
+    assert data["knowledge_base"]["documents"] == 4
+    assert data["documents_by_kind"] == {"html": 1, "markdown": 1, "pdf": 1, "text": 1}
