@@ -117,9 +117,7 @@ class ServicesBridge(QObject):
 
         async def body() -> None:
             self.answerStarted.emit(question)
-            answer = await self.services.ask(
-                question, on_token=lambda piece: self._token(piece)
-            )
+            answer = await self.services.ask(question, on_token=lambda piece: self._token(piece))
             self.answerReady.emit(answer)
             await self._refresh_health()
 
@@ -151,9 +149,7 @@ class ServicesBridge(QObject):
             self.ingestFinished.emit(report)
             await self._refresh_health()
 
-        self._ingest_task = self._spawn(
-            self._guard(body, self.ingestFailed.emit), "bridge-ingest"
-        )
+        self._ingest_task = self._spawn(self._guard(body, self.ingestFailed.emit), "bridge-ingest")
         return self._ingest_task
 
     def _progress(self, progress: IngestProgress) -> None:

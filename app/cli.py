@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="archivist",
         description="Ask questions about your own documents, with cited answers, offline.",
     )
-    parser.add_argument("--config", metavar="FILE", help="settings file (default: archivist.toml in ARCHIVIST_HOME)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="settings file (default: archivist.toml in ARCHIVIST_HOME)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -42,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question", nargs="?", help="the question (or use --batch)")
     p.add_argument("--batch", metavar="FILE", help="one question per line ('-' for stdin)")
-    p.add_argument("--json", action="store_true", help="print JSON (one object per line with --batch)")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON (one object per line with --batch)"
+    )
     p.add_argument("--no-cache", action="store_true", help="do not use or fill the answer cache")
     p.add_argument("--top-k", type=int, default=None, help="passages to retrieve")
 
@@ -132,7 +136,9 @@ def _run(coro: Awaitable[int]) -> int:
     return asyncio.run(runner())
 
 
-async def _with_services(settings: Settings, body: Callable[[Any], Awaitable[int]], *, warm: bool = False) -> int:
+async def _with_services(
+    settings: Settings, body: Callable[[Any], Awaitable[int]], *, warm: bool = False
+) -> int:
     from core.services import Services
 
     services = Services(settings)

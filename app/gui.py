@@ -18,9 +18,7 @@ def install_crash_handler(log_path: str) -> None:
     """Unexpected exceptions open a dialog with a copyable report, never a traceback in place."""
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    def hook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         report = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error\n%s", report)
         if QApplication.instance() is None:

@@ -289,23 +289,23 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ drag and drop
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _local_paths(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if _local_paths(event):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = _local_paths(event)
         if paths:
             event.acceptProposedAction()
             self.ingest_paths(paths)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         # File drops on the question box ingest the files instead of pasting paths.
         if watched is self.question and event.type() in (
             QEvent.Type.DragEnter,
@@ -352,12 +352,14 @@ class MainWindow(QMainWindow):
         self.stop_button.setEnabled(False)
         self._current_citations = answer.citations
         body = answer_html(answer.text, answer.citations)
-        meta = f"answered by {html.escape(answer.provider)} in {answer.timings_ms.get('total', 0):.0f} ms"
+        total = answer.timings_ms.get("total", 0.0)
+        meta = f"answered by {html.escape(answer.provider)} in {total:.0f} ms"
         notice = (
             f'<p style="color:#b35c00">{html.escape(answer.notice)}</p>' if answer.notice else ""
         )
         self._conversation_html.append(
-            f"<p><b>Archivist:</b></p>{body}{notice}<p style='color:gray'><small>{meta}</small></p><hr>"
+            f"<p><b>Archivist:</b></p>{body}{notice}"
+            f"<p style='color:gray'><small>{meta}</small></p><hr>"
         )
         self._render_conversation()
         self.sources.clear()
@@ -372,9 +374,7 @@ class MainWindow(QMainWindow):
 
     def _on_answer_failed(self, message: str) -> None:
         self.stop_button.setEnabled(False)
-        self._conversation_html.append(
-            f'<p style="color:#b00020">{html.escape(message)}</p><hr>'
-        )
+        self._conversation_html.append(f'<p style="color:#b00020">{html.escape(message)}</p><hr>')
         self._render_conversation()
         self.status_label.setText(message)
 
@@ -453,6 +453,6 @@ class MainWindow(QMainWindow):
             "\n".join(f"{c.name}: {c.status} {c.detail}" for c in snap.components)
         )
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.health_timer.stop()
         super().closeEvent(event)

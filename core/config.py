@@ -175,7 +175,10 @@ class LoggingSettings:
     log_questions: bool = True  # privacy: False keeps only a hash of each question
 
     def validate(self, file: str | None) -> None:
-        for key, value in (("logging.level", self.level), ("logging.stderr_level", self.stderr_level)):
+        for key, value in (
+            ("logging.level", self.level),
+            ("logging.stderr_level", self.stderr_level),
+        ):
             if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
                 raise ConfigError(f"unknown level {value!r}", key=key, file=file)
 
@@ -219,7 +222,9 @@ class Settings:
         for i, p in enumerate(self.providers):
             p.validate(file, i)
             if p.name in names:
-                raise ConfigError(f"duplicate name {p.name!r}", key=f"providers[{i}].name", file=file)
+                raise ConfigError(
+                    f"duplicate name {p.name!r}", key=f"providers[{i}].name", file=file
+                )
             names.add(p.name)
         if not self.database_url or "://" not in self.database_url:
             raise ConfigError(

@@ -84,7 +84,9 @@ class Embedder:
                 torch.set_num_threads(self._settings.threads)
                 model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
             except Exception as exc:  # any library failure is a model fault, not a bug
-                raise ModelError(f"The embedding model at {path} could not be loaded: {exc}") from exc
+                raise ModelError(
+                    f"The embedding model at {path} could not be loaded: {exc}"
+                ) from exc
             self.dim = int(model.get_embedding_dimension() or 0)
             self._model = model
             log.info("embedding model loaded", extra={"model": self.model_id, "dim": self.dim})

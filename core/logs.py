@@ -109,10 +109,21 @@ def setup_logging(
     for handler in (file_handler, stderr_handler):
         root.addHandler(handler)
         _installed.append(handler)
-    root.setLevel(min(logging.getLevelName(level.upper()), logging.getLevelName(stderr_level.upper())))
+    root.setLevel(
+        min(logging.getLevelName(level.upper()), logging.getLevelName(stderr_level.upper()))
+    )
     # Libraries are chatty at INFO; keep them at WARNING.
-    for name in ("httpx", "httpcore", "sentence_transformers", "transformers", "urllib3",
-                 "alembic", "filelock", "asyncio", "qasync"):
+    for name in (
+        "httpx",
+        "httpcore",
+        "sentence_transformers",
+        "transformers",
+        "urllib3",
+        "alembic",
+        "filelock",
+        "asyncio",
+        "qasync",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     return path
 

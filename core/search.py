@@ -243,9 +243,7 @@ class SearchIndex:
             fused = vec
         elif fusion == "convex":
             alpha = self._settings.convex_alpha
-            fused = convex_combination(
-                [dict(bm25), dict(vec)], weights=[1.0 - alpha, alpha]
-            )
+            fused = convex_combination([dict(bm25), dict(vec)], weights=[1.0 - alpha, alpha])
         else:
             fused = reciprocal_rank_fusion(
                 [[c for c, _ in bm25], [c for c, _ in vec]], k=self._settings.rrf_k

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 from core import store
@@ -92,6 +93,7 @@ class Services:
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._ingestor: Ingestor | None = None
         self._router: ProviderRouter | None = None
+        self._http: httpx.AsyncClient | None = None
         self._started = False
         self._closed = False
         self.started_at = 0.0
@@ -153,7 +155,11 @@ class Services:
         for p in self.settings.providers:
             provider: Provider
             if p.kind == "openai":
-                provider = OpenAIProvider(p)
+                if self._http is None:
+                    # One client for every HTTP provider: loading CA certificates
+                    # costs ~50-100 ms per client. Each provider sets its own timeouts.
+                    self._http = httpx.AsyncClient()
+                provider = OpenAIProvider(p, self._http)
             elif p.kind == "extractive":
                 fallback = ExtractiveProvider(p.name)
                 continue
@@ -184,12 +190,17 @@ class Services:
                     pass
         if self._router is not None:
             await self._router.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
             self._executor = None
         if self._index is not None and self._engine is not None:
-            if self._index_task is not None and self._index_task.done() and not (
-                self._index_task.cancelled() or self._index_task.exception()
+            if (
+                self._index_task is not None
+                and self._index_task.done()
+                and not (self._index_task.cancelled() or self._index_task.exception())
             ):
                 try:
                     await asyncio.to_thread(self._index.save, self._engine)
@@ -321,9 +332,7 @@ class Services:
                 elif isinstance(event, MidStreamFailure):
                     notice = event.message
                 elif isinstance(event, Attempt) and event.outcome != "success":
-                    log.warning(
-                        "provider %s: %s (%s)", event.provider, event.outcome, event.error
-                    )
+                    log.warning("provider %s: %s (%s)", event.provider, event.outcome, event.error)
             timings["generate"] = (time.perf_counter() - t0) * 1000
             if first_token_ms is not None:
                 timings["first_token"] = first_token_ms

@@ -176,7 +176,9 @@ def record_quarantine(
 ) -> None:
     conn.execute(sa.delete(quarantine).where(quarantine.c.path == path))
     conn.execute(
-        sa.insert(quarantine).values(path=path, reason=reason, size=size, mtime=mtime, at=time.time())
+        sa.insert(quarantine).values(
+            path=path, reason=reason, size=size, mtime=mtime, at=time.time()
+        )
     )
 
 

@@ -13,8 +13,13 @@ import pytest
 ARCHIVIST = [sys.executable, "-m", "app.cli"]
 
 
-def run(home: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-        timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 240,
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     full_env.pop("ARCHIVIST_DATABASE_URL", None)
     full_env.pop("ARCHIVIST_REDIS_URL", None)
@@ -54,7 +59,12 @@ def test_ingest_then_ask_cites_the_right_file_and_span(home: Path, corpus: Path)
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
         assert set(answer) >= {
-            "answer", "citations", "provider", "cache", "degraded", "timings_ms",
+            "answer",
+            "citations",
+            "provider",
+            "cache",
+            "degraded",
+            "timings_ms",
         }
         assert answer["cache"] in {"miss", "embedding", "result"}
         assert answer["degraded"] is False

@@ -278,7 +278,9 @@ class Ingestor:
                     st = os.stat(path)
                 except OSError as exc:
                     plan.outcomes.append(
-                        FileOutcome(path, FileStatus.FAILED, reason=f"cannot be read ({exc.strerror})")
+                        FileOutcome(
+                            path, FileStatus.FAILED, reason=f"cannot be read ({exc.strerror})"
+                        )
                     )
                     continue
                 if st.st_size > max_bytes:
@@ -300,7 +302,9 @@ class Ingestor:
                     digest = sha256_file(path)
                 except OSError as exc:
                     plan.outcomes.append(
-                        FileOutcome(path, FileStatus.FAILED, reason=f"cannot be read ({exc.strerror})")
+                        FileOutcome(
+                            path, FileStatus.FAILED, reason=f"cannot be read ({exc.strerror})"
+                        )
                     )
                     continue
                 if existing is not None:
