@@ -1,0 +1,473 @@
+"""A circuit breaker per provider: a pure state machine with an injected clock.
+
+The breaker never sleeps and starts no timers. Time only matters when someone
+asks (``allow()``, ``state``, ``snapshot()``), so a ``FakeClock`` makes every
+transition instant and exact in tests.
+
+    CLOSED ──(failure_threshold consecutive failures)──▶ OPEN
+    OPEN ──(reset_timeout_s elapsed, checked lazily)──▶ HALF_OPEN
+    HALF_OPEN ──(success_threshold successes)──▶ CLOSED
+    HALF_OPEN ──(any failure)──▶ OPEN
+
+In HALF_OPEN at most ``half_open_max_calls`` probe calls run at once; the
+others are refused as if the circuit were open. The caller decides what counts
+as a failure (``counts_as_failure``): a provider that is down, times out or
+answers 5xx is unhealthy; a 4xx is our fault, not its health; a 429 is not a
+failure either, but the breaker refuses calls until its ``Retry-After`` ends.
+
+Usage::
+
+    breaker = CircuitBreaker("primary", BreakerSettings(failure_threshold=3))
+    if not breaker.allow():
+        raise breaker.open_error()
+    try:
+        ...
+    except Exception as exc:
+        breaker.record_error(exc)
+        raise
+    else:
+        breaker.record_success(duration_s)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from core.config import BreakerSettings
+from core.errors import (
+    CircuitOpen,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from core.types import ComponentHealth
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+# When a 429 carries no Retry-After we still back off this long before asking again.
+DEFAULT_RATE_LIMIT_S = 1.0
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class BreakerEvent(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT_ELAPSED = "timeout_elapsed"
+
+
+def next_state(
+    state: BreakerState,
+    event: BreakerEvent,
+    *,
+    consecutive_failures: int,
+    half_open_successes: int,
+    settings: BreakerSettings,
+) -> BreakerState:
+    """The transition table (a pure function).
+
+    The counters are the values *after* counting ``event``. Results of calls
+    that were admitted before the circuit opened (late arrivals) leave an OPEN
+    circuit open: only the reset timeout moves it on.
+    """
+    if state is BreakerState.CLOSED:
+        if event is BreakerEvent.FAILURE and consecutive_failures >= settings.failure_threshold:
+            return BreakerState.OPEN
+        return BreakerState.CLOSED
+    if state is BreakerState.OPEN:
+        return BreakerState.HALF_OPEN if event is BreakerEvent.TIMEOUT_ELAPSED else state
+    # HALF_OPEN
+    if event is BreakerEvent.FAILURE:
+        return BreakerState.OPEN
+    if event is BreakerEvent.SUCCESS and half_open_successes >= settings.success_threshold:
+        return BreakerState.CLOSED
+    return BreakerState.HALF_OPEN
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the provider is unhealthy (and so counts for the breaker).
+
+    Down, timed out, 5xx or a dropped stream: yes. A 4xx (``ProviderRejected``)
+    is a problem with our request or key, and a 429 is the provider protecting
+    itself: neither is a failure of health. ``CircuitOpen`` never reached the
+    provider. Other exceptions are bugs, not provider health.
+    """
+    if isinstance(exc, ProviderRejected | ProviderRateLimited | CircuitOpen):
+        return False
+    if isinstance(exc, ProviderUnavailable | ProviderError):
+        return True
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """A state change, delivered to listeners (for the audit log and the GUI)."""
+
+    provider: str
+    old: BreakerState
+    new: BreakerState
+    reason: str
+    at: float  # the breaker's clock
+    retry_in_s: float | None = None  # set when the circuit opens
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """The breaker's state for ``archivist health`` (a plain value)."""
+
+    name: str
+    state: BreakerState
+    consecutive_failures: int
+    last_error: str | None
+    seconds_until_half_open: float | None  # None unless OPEN
+    rate_limited_for_s: float | None  # None unless a Retry-After is running
+    successes: int
+    failures: int
+    rejections: int  # calls the breaker refused without trying
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "seconds_until_half_open": _round(self.seconds_until_half_open),
+            "rate_limited_for_s": _round(self.rate_limited_for_s),
+            "successes": self.successes,
+            "failures": self.failures,
+            "rejections": self.rejections,
+        }
+
+    def to_component(self, kind: str = "") -> ComponentHealth:
+        """This provider as one component of a ``HealthSnapshot``."""
+        status: Literal["ok", "degraded", "down"]
+        if self.state is BreakerState.OPEN:
+            status = "down"
+            detail = f"circuit open; retrying in {self.seconds_until_half_open or 0:.0f} s"
+        elif self.state is BreakerState.HALF_OPEN:
+            status, detail = "degraded", "circuit half-open; probing"
+        elif self.rate_limited_for_s:
+            status = "degraded"
+            detail = f"rate limited for {self.rate_limited_for_s:.0f} s"
+        else:
+            status, detail = "ok", "circuit closed"
+        if self.last_error and status != "ok":
+            detail += f" (last error: {self.last_error})"
+        data = {"kind": kind, **self.to_json()} if kind else self.to_json()
+        data.pop("name")
+        return ComponentHealth(
+            name=f"provider:{self.name}", status=status, detail=detail, data=data
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+Listener = Callable[[BreakerTransition], object]
+
+
+class CircuitBreaker:
+    """Tracks one provider's health; see the module docstring for the states.
+
+    Thread-safe (a lock guards the counters); listeners run outside the lock,
+    and a listener that raises is logged and ignored.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: BreakerSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.settings = settings or BreakerSettings()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._consecutive_failures = 0
+        self._half_open_successes = 0
+        self._in_flight_probes = 0
+        self._blocked_until: float | None = None  # Retry-After of a 429
+        self._last_error: str | None = None
+        self._successes = 0
+        self._failures = 0
+        self._rejections = 0
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an expired OPEN becomes HALF_OPEN when asked)."""
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            state = self._state
+        self._emit(events)
+        return state
+
+    def seconds_until_half_open(self) -> float | None:
+        """How long an OPEN circuit stays open; None when it is not OPEN."""
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            result = self._until_half_open()
+        self._emit(events)
+        return result
+
+    def retry_in_s(self) -> float:
+        """How long until a call could be admitted (0 if one could be now)."""
+        with self._lock:
+            now = self._clock()
+            waits = [0.0]
+            if self._state is BreakerState.OPEN:
+                waits.append(self._opened_at + self.settings.reset_timeout_s - now)
+            if self._blocked_until is not None:
+                waits.append(self._blocked_until - now)
+            return max(waits)
+
+    def snapshot(self) -> BreakerSnapshot:
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            now = self._clock()
+            limited = None
+            if self._blocked_until is not None and self._blocked_until > now:
+                limited = self._blocked_until - now
+            snap = BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                consecutive_failures=self._consecutive_failures,
+                last_error=self._last_error,
+                seconds_until_half_open=self._until_half_open(),
+                rate_limited_for_s=limited,
+                successes=self._successes,
+                failures=self._failures,
+                rejections=self._rejections,
+            )
+        self._emit(events)
+        return snap
+
+    # ------------------------------------------------------------------ admission
+
+    def allow(self) -> bool:
+        """Admit one call or refuse it (a refusal counts as a rejection).
+
+        In HALF_OPEN an admitted call is a probe and holds one of the
+        ``half_open_max_calls`` slots until its outcome is recorded (or
+        ``release()`` gives the slot back).
+        """
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            now = self._clock()
+            admitted = True
+            if self._blocked_until is not None:
+                if now < self._blocked_until:
+                    admitted = False
+                else:
+                    self._blocked_until = None
+            if admitted and self._state is BreakerState.OPEN:
+                admitted = False
+            if admitted and self._state is BreakerState.HALF_OPEN:
+                if self._in_flight_probes >= self.settings.half_open_max_calls:
+                    admitted = False
+                else:
+                    self._in_flight_probes += 1
+            if not admitted:
+                self._rejections += 1
+        self._emit(events)
+        return admitted
+
+    def open_error(self) -> CircuitOpen:
+        """The ``CircuitOpen`` to raise after ``allow()`` refused a call."""
+        retry = self.retry_in_s()
+        with self._lock:
+            limited = self._blocked_until is not None and self._state is BreakerState.CLOSED
+        if limited:
+            why = f"{self.name} is rate limited; retry in {retry:.0f} s"
+        elif self.state is BreakerState.HALF_OPEN:
+            why = f"{self.name} is being probed after an outage; try again shortly"
+        else:
+            why = f"{self.name} is unavailable (circuit open); retry in {retry:.0f} s"
+        return CircuitOpen(why, provider=self.name, retry_in_s=retry)
+
+    def before_call(self) -> None:
+        """``allow()`` that raises ``CircuitOpen`` (with ``retry_in_s``) on refusal."""
+        if not self.allow():
+            raise self.open_error()
+
+    # ------------------------------------------------------------------ outcomes
+
+    def record_success(self, duration_s: float | None = None) -> None:
+        """A call finished well; a slow one (over ``slow_call_s``) is a failure."""
+        slow = self.settings.slow_call_s
+        if duration_s is not None and slow > 0 and duration_s > slow:
+            self.record_failure(f"slow call ({duration_s:.2f} s > {slow:g} s)")
+            return
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            self._successes += 1
+            self._consecutive_failures = 0
+            if self._state is BreakerState.HALF_OPEN:
+                self._release_probe()
+                self._half_open_successes += 1
+            self._apply(BreakerEvent.SUCCESS, "probe succeeded", events)
+        self._emit(events)
+
+    def record_failure(self, error: BaseException | str | None = None) -> None:
+        """A call failed in a way that counts against the provider's health."""
+        text = _describe(error)
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._refresh(events)
+            self._failures += 1
+            self._consecutive_failures += 1
+            self._last_error = text
+            if self._state is BreakerState.HALF_OPEN:
+                self._release_probe()
+            if self._state is BreakerState.CLOSED:
+                reason = f"{self._consecutive_failures} consecutive failures (last: {text})"
+            else:
+                reason = f"probe failed: {text}"
+            self._apply(BreakerEvent.FAILURE, reason, events)
+        self._emit(events)
+
+    def record_rate_limited(self, retry_after_s: float | None) -> None:
+        """A 429: not a health failure, but refuse calls until Retry-After ends."""
+        wait = DEFAULT_RATE_LIMIT_S if retry_after_s is None else max(0.0, retry_after_s)
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._release_probe()
+            self._blocked_until = self._clock() + wait
+            self._last_error = f"rate limited for {wait:g} s"
+
+    def record_error(self, exc: BaseException, duration_s: float | None = None) -> None:
+        """Record a failed call by its exception, classified by ``counts_as_failure``."""
+        if isinstance(exc, ProviderRateLimited):
+            self.record_rate_limited(exc.retry_after_s)
+        elif counts_as_failure(exc):
+            self.record_failure(exc)
+        else:
+            self.release()
+
+    def release(self) -> None:
+        """An admitted call ended without a verdict (4xx, cancelled): free its slot."""
+        with self._lock:
+            if self._state is BreakerState.HALF_OPEN:
+                self._release_probe()
+
+    # ------------------------------------------------------------------ operators
+
+    def force_open(self, reason: str = "forced open by an operator") -> None:
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._move(BreakerState.OPEN, reason, events)
+        self._emit(events)
+
+    def force_closed(self, reason: str = "forced closed by an operator") -> None:
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._blocked_until = None
+            self._move(BreakerState.CLOSED, reason, events)
+        self._emit(events)
+
+    def reset(self) -> None:
+        """Back to a fresh CLOSED breaker: counters and last error cleared too."""
+        events: list[BreakerTransition] = []
+        with self._lock:
+            self._move(BreakerState.CLOSED, "reset", events)
+            self._blocked_until = None
+            self._last_error = None
+            self._successes = self._failures = self._rejections = 0
+        self._emit(events)
+
+    # ------------------------------------------------------------------ internals
+
+    def _until_half_open(self) -> float | None:
+        if self._state is not BreakerState.OPEN:
+            return None
+        return max(0.0, self._opened_at + self.settings.reset_timeout_s - self._clock())
+
+    def _release_probe(self) -> None:
+        self._in_flight_probes = max(0, self._in_flight_probes - 1)
+
+    def _refresh(self, events: list[BreakerTransition]) -> None:
+        if self._state is BreakerState.OPEN:
+            if self._clock() - self._opened_at >= self.settings.reset_timeout_s:
+                self._apply(BreakerEvent.TIMEOUT_ELAPSED, "reset timeout elapsed", events)
+
+    def _apply(self, event: BreakerEvent, reason: str, events: list[BreakerTransition]) -> None:
+        new = next_state(
+            self._state,
+            event,
+            consecutive_failures=self._consecutive_failures,
+            half_open_successes=self._half_open_successes,
+            settings=self.settings,
+        )
+        if new is not self._state:
+            self._move(new, reason, events)
+
+    def _move(self, new: BreakerState, reason: str, events: list[BreakerTransition]) -> None:
+        old = self._state
+        now = self._clock()
+        self._state = new
+        self._half_open_successes = 0
+        self._in_flight_probes = 0
+        retry: float | None = None
+        if new is BreakerState.OPEN:
+            self._opened_at = now
+            retry = self.settings.reset_timeout_s
+        elif new is BreakerState.CLOSED:
+            self._consecutive_failures = 0
+        if old is not new:
+            events.append(BreakerTransition(self.name, old, new, reason, now, retry))
+            log.info("breaker %s: %s -> %s (%s)", self.name, old.value, new.value, reason)
+
+    def _emit(self, events: list[BreakerTransition]) -> None:
+        if not events:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("breaker listener %r failed on %s", listener, event)
+
+
+def _describe(error: BaseException | str | None) -> str:
+    if error is None:
+        return "failure"
+    if isinstance(error, str):
+        return error
+    return str(error) or type(error).__name__
