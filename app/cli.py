@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="show knowledge-base and usage statistics")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("eval", help="measure retrieval quality on a question set")
+    ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    r = ev.add_parser("retrieval", help="Recall@k, MRR, nDCG and latency per retrieval mode")
+    r.add_argument("--questions", required=True, metavar="FILE", help="JSON lines questions")
+    r.add_argument("--corpus", required=True, metavar="DIR", help="the documents folder")
+    r.add_argument("--json", action="store_true")
+    r.add_argument(
+        "--home",
+        metavar="DIR",
+        help="reuse this data folder (default: a temporary one, deleted afterwards)",
+    )
+    r.add_argument("--modes", default="bm25,vector,rrf,convex", help="comma-separated")
+
     p = sub.add_parser("quarantine", help="list files that could not be ingested, with reasons")
     p.add_argument("--json", action="store_true")
     return parser
@@ -70,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("ask needs either a QUESTION or --batch FILE")
         if args.top_k is not None and not 1 <= args.top_k <= 50:
             parser.error("--top-k must be between 1 and 50")
+    if command == "eval" and args.home:
+        os.environ["ARCHIVIST_HOME"] = str(Path(args.home).expanduser().resolve())
+    tmp_home = None
+    if command == "eval" and not args.home:
+        import tempfile
+
+        tmp_home = tempfile.TemporaryDirectory(prefix="archivist-eval-")
+        os.environ["ARCHIVIST_HOME"] = tmp_home.name
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -91,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "health": _health,
         "stats": _stats,
         "quarantine": _quarantine,
+        "eval": _eval,
     }
     try:
         return _run(handlers[command](args, settings))
@@ -101,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    finally:
+        if tmp_home is not None:
+            tmp_home.cleanup()
 
 
 def _fail(message: str) -> int:
@@ -319,6 +344,44 @@ async def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     return await _with_services(settings, body)
+
+
+def _eval_inputs(args: argparse.Namespace) -> tuple[list[Any], Path]:
+    from core.evaluation import load_questions
+
+    corpus = Path(args.corpus).expanduser().resolve()
+    if not corpus.is_dir():
+        raise UsageError(f"the corpus folder {corpus} does not exist")
+    return load_questions(Path(args.questions)), corpus
+
+
+async def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from core.evaluation import MODES, evaluate_retrieval, format_table
+
+    questions, corpus = _eval_inputs(args)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise UsageError(f"unknown retrieval mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
+
+    async def body(services: Any) -> int:
+        report = await services.ingest([corpus], progress=_ProgressPrinter(sys.stderr))
+        result = await evaluate_retrieval(services, questions, corpus, modes)
+        result["ingest"] = {
+            "summary": report.summary(),
+            "elapsed_s": round(report.elapsed_s, 1),
+            "timings_s": {k: round(v, 1) for k, v in report.timings_s.items()},
+        }
+        stats = await services.stats()
+        result["chunks"] = stats["knowledge_base"]["chunks"]
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{result['chunks']} chunks; ingest {report.elapsed_s:.0f}s")
+            print(format_table(result))
+        return EXIT_OK
+
+    return await _with_services(settings, body, warm=True)
 
 
 def _print_tree(data: dict[str, Any], indent: int = 0) -> None:

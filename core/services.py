@@ -299,12 +299,8 @@ class Services:
         with request_context() as rid:
             index = await self._ready_index()
             timings["wait_index"] = (time.perf_counter() - t_start) * 1000
-            qvec = await self._query_vector(text, index, timings)
-            t0 = time.perf_counter()
             k = top_k or self.settings.retrieval.top_k
-            hits = await asyncio.to_thread(index.search, text, qvec, k=k, filters=filters)
-            scored = await asyncio.to_thread(self._hydrate, hits)
-            timings["retrieve"] = (time.perf_counter() - t0) * 1000
+            scored = await self._search(index, text, k=k, filters=filters, timings=timings)
 
             passages = tuple(
                 ContextPassage(i + 1, s.chunk.source, s.chunk.page, s.chunk.text)
@@ -364,6 +360,46 @@ class Services:
                 },
             )
             return answer
+
+    async def search(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        fusion: str | None = None,
+        filters: SearchFilters | None = None,
+    ) -> tuple[list[ScoredChunk], dict[str, float]]:
+        """Retrieve the ``k`` best chunks (no generation); returns them and timings in ms."""
+        text = _clean_question(text)
+        timings: dict[str, float] = {}
+        index = await self._ready_index()
+        scored = await self._search(
+            index, text, k=k, filters=filters, timings=timings, fusion=fusion
+        )
+        return scored, timings
+
+    async def _search(
+        self,
+        index: SearchIndex,
+        text: str,
+        *,
+        k: int,
+        filters: SearchFilters | None,
+        timings: dict[str, float],
+        fusion: str | None = None,
+        query_vector: FloatArray | None = None,
+    ) -> list[ScoredChunk]:
+        if query_vector is None and fusion != "bm25":
+            query_vector = await self._query_vector(text, index, timings)
+        t0 = time.perf_counter()
+        hits = await asyncio.to_thread(
+            index.search, text, query_vector, k=k, filters=filters, fusion=fusion
+        )
+        t1 = time.perf_counter()
+        scored = await asyncio.to_thread(self._hydrate, hits)
+        timings["search"] = (t1 - t0) * 1000
+        timings["hydrate"] = (time.perf_counter() - t1) * 1000
+        return scored
 
     async def _query_vector(
         self, text: str, index: SearchIndex, timings: dict[str, float]
