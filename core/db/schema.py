@@ -116,6 +116,13 @@ audit_events = Table(
     Column("question_hash", String(64)),
     Column("question", Text),
     Column("detail", JSON),
+    # Designed for the statistics queries in core/audit.py (see AUDIT_INDEXES there):
+    # each "count by X over a time window" walks one (X, ts) index.
     Index("ix_audit_events_ts", "ts"),
-    Index("ix_audit_events_action_ts", "action", "ts"),
+    Index("ix_audit_events_action_ts_latency_ms", "action", "ts", "latency_ms"),
+    Index("ix_audit_events_action_latency_ms_ts", "action", "latency_ms", "ts"),
+    Index("ix_audit_events_outcome_ts", "outcome", "ts"),
+    Index("ix_audit_events_provider_ts", "provider", "ts"),
+    Index("ix_audit_events_cache_layer_ts", "cache_layer", "ts"),
+    Index("ix_audit_events_day_ts", "day", "ts"),
 )

@@ -37,8 +37,23 @@ from core.types import Chunk, FileOutcome, FileStatus, IngestProgress, IngestRep
 
 log = logging.getLogger(__name__)
 
+# Folders that never hold the user's documents: version control, dependencies,
+# caches, and Sphinx build artefacts (``_sources`` repeats every page as reST,
+# ``_static`` holds themes and minified JavaScript).
 SKIP_DIRS = frozenset(
-    {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".mypy_cache",
+        "_sources",
+        "_static",
+    }
 )
 
 
