@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.config import Settings, load_settings
-from core.errors import ArchivistError, ConfigError, UsageError
+from core.errors import ArchivistError, ConfigError, RateLimited, UsageError
 from core.logs import setup_logging
 from core.types import Answer, FileStatus, IngestProgress, IngestReport
 
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="show knowledge-base and usage statistics")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--days", type=float, default=None, help="only the last N days (default: all time)"
+    )
 
     p = sub.add_parser("eval", help="measure retrieval quality on a question set")
     ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
@@ -273,6 +276,20 @@ def _print_answer(answer: Answer, as_json: bool) -> None:
     print(flush=True)
 
 
+async def _ask_one(services: Any, question: str, args: argparse.Namespace) -> Answer:
+    """One answer; a batch waits out the rate limit instead of failing."""
+    while True:
+        try:
+            answer: Answer = await services.ask(
+                question, use_cache=not args.no_cache, top_k=args.top_k, session="cli"
+            )
+            return answer
+        except RateLimited as exc:
+            if not args.batch:
+                raise
+            await asyncio.sleep(max(0.05, exc.retry_after_s))
+
+
 async def _ask(args: argparse.Namespace, settings: Settings) -> int:
     questions = [args.question] if args.question else list(_read_questions(args.batch))
     if not questions:
@@ -282,7 +299,7 @@ async def _ask(args: argparse.Namespace, settings: Settings) -> int:
         failures = 0
         for q in questions:
             try:
-                answer = await services.ask(q, use_cache=not args.no_cache, top_k=args.top_k)
+                answer = await _ask_one(services, q, args)
             except ArchivistError as exc:
                 if not args.batch:
                     raise
@@ -321,7 +338,8 @@ async def _health(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     async def body(services: Any) -> int:
-        data = await services.stats()
+        since = time.time() - args.days * 86400 if args.days else None
+        data = await services.stats(since=since)
         if args.json:
             print(json.dumps(data, ensure_ascii=False, default=str))
         else:

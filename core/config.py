@@ -167,12 +167,68 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    # What to do with a question the injection detector scores >= block_at:
+    # "refuse" answers with an explanation and sends nothing to a model; "warn"
+    # answers and shows the warning. Flagged (>= flag_at) questions always warn.
+    question_policy: str = "refuse"
+    flag_at: float = 0.5
+    block_at: float = 0.8
+    max_question_chars: int = 2000
+
+    def validate(self, file: str | None) -> None:
+        if self.question_policy not in {"refuse", "warn"}:
+            raise ConfigError(
+                "must be refuse or warn", key="security.question_policy", file=file
+            )
+        if not 0.0 < self.flag_at <= self.block_at <= 1.0:
+            raise ConfigError(
+                "need 0 < flag_at <= block_at <= 1", key="security.flag_at", file=file
+            )
+        if not 10 <= self.max_question_chars <= 100_000:
+            raise ConfigError(
+                "must be between 10 and 100000", key="security.max_question_chars", file=file
+            )
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Token buckets: ``burst`` asks at once, refilled at ``rate_per_s``; 0 turns one off."""
+
+    enabled: bool = True
+    session_rate_per_s: float = 1.0
+    session_burst: int = 30
+    global_rate_per_s: float = 5.0
+    global_burst: int = 100
+
+    def validate(self, file: str | None) -> None:
+        for key, value in (
+            ("session_rate_per_s", self.session_rate_per_s),
+            ("global_rate_per_s", self.global_rate_per_s),
+        ):
+            if value < 0:
+                raise ConfigError("must not be negative", key=f"rate_limit.{key}", file=file)
+        for key, n in (("session_burst", self.session_burst), ("global_burst", self.global_burst)):
+            if n < 1:
+                raise ConfigError("must be at least 1", key=f"rate_limit.{key}", file=file)
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    retention_days: float = 90.0
+    log_questions: bool = True  # privacy: False keeps only a hash of each question
+
+    def validate(self, file: str | None) -> None:
+        if self.retention_days <= 0:
+            raise ConfigError("must be positive", key="audit.retention_days", file=file)
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     stderr_level: str = "WARNING"
     max_bytes: int = 5_000_000
     backups: int = 3
-    log_questions: bool = True  # privacy: False keeps only a hash of each question
 
     def validate(self, file: str | None) -> None:
         for key, value in (
@@ -196,6 +252,9 @@ class Settings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     providers: tuple[ProviderSettings, ...] = ()
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     watched_folders: tuple[str, ...] = ()
 
     @property
@@ -218,6 +277,9 @@ class Settings:
         self.cache.validate(file)
         self.breaker.validate(file)
         self.logging.validate(file)
+        self.security.validate(file)
+        self.rate_limit.validate(file)
+        self.audit.validate(file)
         names = set()
         for i, p in enumerate(self.providers):
             p.validate(file, i)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
 import multiprocessing
 import re
@@ -34,19 +33,23 @@ import httpx
 import sqlalchemy as sa
 
 from core import store
+from core.audit import AuditEvent, AuditLog, AuditStats
 from core.config import Settings
 from core.db.engine import create_engine_for, schema_revision, upgrade_schema
 from core.embedding import Embedder, FloatArray
-from core.errors import ArchivistError, ModelError, StorageError, UsageError
+from core.errors import ArchivistError, ModelError, RateLimited, StorageError, UsageError
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
 from core.ingest.pipeline import IndexDelta, Ingestor
 from core.logs import request_context
 from core.providers.base import Provider
-from core.providers.breaker import CircuitBreaker
+from core.providers.breaker import BreakerTransition, CircuitBreaker
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider
 from core.providers.openai import OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
+from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
 from core.search import Hit, SearchIndex
+from core.security.injection import InjectionDetector
+from core.security.sanitize import clean_question
 from core.types import (
     Answer,
     AnswerChunk,
@@ -63,23 +66,36 @@ from core.types import (
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 2000
 _MARKER = re.compile(r"\[(\d{1,2})\]")
+REFUSAL = (
+    "This question was not answered: it looks like an attempt to change Archivist's "
+    "instructions ({categories}). Ask about the content of your documents instead."
+)
 
 
-def _clean_question(text: str) -> str:
-    import unicodedata
+class _AskTrace:
+    """What one ask did, for the audit log (filled in as the ask proceeds)."""
 
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
-    text = " ".join(text.split())
-    if not text:
-        raise UsageError("The question is empty.")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise UsageError(
-            f"The question is too long ({len(text)} characters; the limit is {MAX_QUESTION_CHARS})."
-        )
-    return text
+    __slots__ = (
+        "cache_layer",
+        "detail",
+        "outcome",
+        "provider",
+        "question",
+        "request_id",
+        "session",
+        "timings",
+    )
+
+    def __init__(self, request_id: str, session: str, question: str) -> None:
+        self.request_id = request_id
+        self.session = session
+        self.question = question
+        self.outcome = "failed"
+        self.provider = ""
+        self.cache_layer = "miss"
+        self.timings: dict[str, float] = {}
+        self.detail: dict[str, Any] = {}
 
 
 class Services:
@@ -99,6 +115,12 @@ class Services:
         self.started_at = 0.0
         self.engines_created = 0
         self._recent_latency_ms: list[float] = []
+        self._audit: AuditLog | None = None
+        self._audit_stats: AuditStats | None = None
+        self._limiter: EmbeddedRateLimiter | None = None
+        self._detector = InjectionDetector(
+            flag_at=settings.security.flag_at, block_at=settings.security.block_at
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,6 +152,10 @@ class Services:
             self._engine.dispose()
             self._engine = None
             raise
+        self._audit = AuditLog(self._engine, log_questions=s.audit.log_questions)
+        await self._audit.start()
+        self._audit_stats = AuditStats(self._engine)
+        self._limiter = self._build_limiter() if s.rate_limit.enabled else None
         self._embedder = Embedder(s.embedding)
         self._index = SearchIndex(s.retrieval, s.index_dir)
         self._index_task = asyncio.create_task(
@@ -167,13 +193,36 @@ class Services:
                 log.warning("provider %s of kind %s is not available here; skipped", p.name, p.kind)
                 continue
             breaker = CircuitBreaker(p.name, p.breaker or self.settings.breaker)
-            breaker.add_listener(
-                lambda t: log.warning(
-                    "breaker %s: %s -> %s (%s)", t.provider, t.old, t.new, t.reason
-                )
-            )
+            breaker.add_listener(self._on_breaker)
             entries.append((provider, breaker))
         return ProviderRouter(entries, fallback or ExtractiveProvider())
+
+    def _build_limiter(self) -> EmbeddedRateLimiter:
+        r = self.settings.rate_limit
+        return EmbeddedRateLimiter(
+            RateLimitSettings(
+                per_session=BucketSpec(r.session_rate_per_s, r.session_burst)
+                if r.session_rate_per_s > 0
+                else None,
+                global_=BucketSpec(r.global_rate_per_s, r.global_burst)
+                if r.global_rate_per_s > 0
+                else None,
+            )
+        )
+
+    def _on_breaker(self, t: BreakerTransition) -> None:
+        log.warning("breaker %s: %s -> %s (%s)", t.provider, t.old, t.new, t.reason)
+        self.audit(
+            "breaker",
+            str(t.new),
+            provider=t.provider,
+            detail={"from": str(t.old), "to": str(t.new), "reason": t.reason},
+        )
+
+    def audit(self, action: str, outcome: str, **fields: Any) -> None:
+        """Record an audit event (never blocks; written in batches by one writer)."""
+        if self._audit is not None:
+            self._audit.record(AuditEvent(ts=time.time(), action=action, outcome=outcome, **fields))
 
     async def aclose(self) -> None:
         """Release everything in reverse order of creation (idempotent)."""
@@ -193,6 +242,10 @@ class Services:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._limiter is not None:
+            await self._limiter.aclose()
+        if self._audit is not None:
+            await self._audit.aclose()  # flushes what is queued
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
             self._executor = None
@@ -271,6 +324,20 @@ class Services:
             log.info("ingest started", extra={"paths": [str(p) for p in paths]})
             report = await self._get_ingestor().ingest(paths, progress=progress, cancel=cancel)
             log.info("ingest done", extra={"request": rid, "summary": report.summary()})
+            for o in report.failed:
+                self.audit(
+                    "quarantine",
+                    "failed",
+                    request_id=rid,
+                    detail={"path": o.path, "reason": o.reason},
+                )
+            self.audit(
+                "ingest",
+                "cancelled" if report.cancelled else ("partial" if report.failed else "ok"),
+                request_id=rid,
+                latency_ms=report.elapsed_s * 1000,
+                detail={"summary": report.summary(), "paths": [str(p) for p in paths][:20]},
+            )
         await asyncio.to_thread(self._index_save)
         return report
 
@@ -291,75 +358,185 @@ class Services:
         on_token: Callable[[AnswerChunk], None] | None = None,
         filters: SearchFilters | None = None,
         top_k: int | None = None,
+        session: str = "default",
     ) -> Answer:
-        """Answer ``question`` from the knowledge base, with citations."""
-        text = _clean_question(question)
-        timings: dict[str, float] = {}
+        """Answer ``question`` from the knowledge base, with citations.
+
+        Raises ``UsageError`` for an empty or over-long question and
+        ``RateLimited`` when the session asks too fast; every other fault ends in
+        an answer (degraded if need be), never in an exception.
+        """
+        text = clean_question(question, self.settings.security.max_question_chars)
         t_start = time.perf_counter()
         with request_context() as rid:
-            index = await self._ready_index()
-            timings["wait_index"] = (time.perf_counter() - t_start) * 1000
-            k = top_k or self.settings.retrieval.top_k
-            scored = await self._search(index, text, k=k, filters=filters, timings=timings)
-
-            passages = tuple(
-                ContextPassage(i + 1, s.chunk.source, s.chunk.page, s.chunk.text)
-                for i, s in enumerate(scored)
-            )
-            request = GenerationRequest(question=text, passages=passages)
-            t0 = time.perf_counter()
-            pieces: list[str] = []
-            provider = ""
-            degraded = False
-            notice: str | None = None
-            first_token_ms: float | None = None
-            router = self.router
-            async for event in router.stream(request):
-                if isinstance(event, Token):
-                    if first_token_ms is None:
-                        first_token_ms = (time.perf_counter() - t0) * 1000
-                    pieces.append(event.text)
-                    if on_token is not None:
-                        on_token(AnswerChunk(event.text, event.provider))
-                elif isinstance(event, Done):
-                    provider = event.provider
-                    degraded = event.degraded and bool(router.names())
-                    notice = event.notice if router.names() else None
-                elif isinstance(event, MidStreamFailure):
-                    notice = event.message
-                elif isinstance(event, Attempt) and event.outcome != "success":
-                    log.warning("provider %s: %s (%s)", event.provider, event.outcome, event.error)
-            timings["generate"] = (time.perf_counter() - t0) * 1000
-            if first_token_ms is not None:
-                timings["first_token"] = first_token_ms
-            answer_text = "".join(pieces).strip()
-            citations = self._citations(answer_text, scored)
-            timings["total"] = (time.perf_counter() - t_start) * 1000
-            answer = Answer(
-                question=text,
-                text=answer_text,
-                citations=citations,
-                provider=provider,
-                cache="miss",
-                degraded=degraded,
-                timings_ms=timings,
-                request_id=rid,
-                retrieved=tuple(scored),
-                notice=notice,
-            )
-            self._recent_latency_ms.append(timings["total"])
-            del self._recent_latency_ms[:-1000]
-            log.info(
-                "ask answered",
-                extra={
-                    "provider": provider,
-                    "degraded": degraded,
-                    "citations": len(citations),
-                    "question_hash": hashlib.sha256(text.encode()).hexdigest()[:16],
-                    "timings_ms": {k2: round(v, 1) for k2, v in timings.items()},
-                },
-            )
+            trace = _AskTrace(rid, session, text)
+            try:
+                answer = await self._ask(text, trace, use_cache, on_token, filters, top_k)
+            except RateLimited:
+                trace.outcome = "rate_limited"
+                raise
+            except BaseException as exc:
+                trace.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+                trace.detail["error"] = type(exc).__name__
+                raise
+            finally:
+                trace.timings["total"] = (time.perf_counter() - t_start) * 1000
+                self._record_ask(trace)
             return answer
+
+    async def _ask(
+        self,
+        text: str,
+        trace: _AskTrace,
+        use_cache: bool,
+        on_token: Callable[[AnswerChunk], None] | None,
+        filters: SearchFilters | None,
+        top_k: int | None,
+    ) -> Answer:
+        timings = trace.timings
+        t_start = time.perf_counter()
+        if self._limiter is not None:
+            (await self._limiter.acquire(trace.session)).raise_if_denied()
+
+        report = self._detector.scan(text, source="question")
+        if report.flagged:
+            trace.detail["injection"] = {"score": report.score, "categories": report.categories}
+        if report.blocked and self.settings.security.question_policy == "refuse":
+            trace.outcome = "refused"
+            trace.provider = "policy"
+            return Answer(
+                question=text,
+                text=REFUSAL.format(categories=", ".join(report.categories)),
+                citations=(),
+                provider="policy",
+                cache="miss",
+                degraded=False,
+                timings_ms=timings,
+                request_id=trace.request_id,
+                notice="Refused by the prompt-injection policy (security.question_policy).",
+            )
+        notices: list[str] = []
+        if report.flagged:
+            notices.append(
+                "This question looks like it tries to change Archivist's instructions ("
+                + ", ".join(report.categories)
+                + "); it was answered from your documents only."
+            )
+
+        index = await self._ready_index()
+        timings["wait_index"] = (time.perf_counter() - t_start) * 1000
+        k = top_k or self.settings.retrieval.top_k
+        scored = await self._search(index, text, k=k, filters=filters, timings=timings)
+
+        # Retrieved text is data. Passages that read like instructions to a model
+        # (indirect injection) are left out of the prompt and the user is told.
+        kept: list[ScoredChunk] = []
+        dropped = 0
+        for sc in scored:
+            verdict = self._detector.scan(sc.chunk.text, source="document")
+            if verdict.blocked:
+                dropped += 1
+                continue
+            kept.append(sc)
+        if dropped:
+            trace.detail["passages_dropped"] = dropped
+            notices.append(
+                f"{dropped} retrieved passage(s) contained text that looks like instructions "
+                "to an AI model and were left out."
+            )
+        passages = tuple(
+            ContextPassage(i + 1, sc.chunk.source, sc.chunk.page, sc.chunk.text)
+            for i, sc in enumerate(kept)
+        )
+        request = GenerationRequest(question=text, passages=passages)
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        provider = ""
+        degraded = False
+        first_token_ms: float | None = None
+        router = self.router
+        attempts: list[dict[str, Any]] = []
+        async for event in router.stream(request):
+            if isinstance(event, Token):
+                if first_token_ms is None:
+                    first_token_ms = (time.perf_counter() - t0) * 1000
+                pieces.append(event.text)
+                if on_token is not None:
+                    on_token(AnswerChunk(event.text, event.provider))
+            elif isinstance(event, Done):
+                provider = event.provider
+                # With no language model configured the extractive answer is the
+                # normal answer, not a degraded one.
+                degraded = event.degraded and bool(router.names())
+                if event.notice and router.names():
+                    notices.append(event.notice)
+            elif isinstance(event, MidStreamFailure):
+                pass  # Done carries the same notice
+            elif isinstance(event, Attempt):
+                attempts.append(
+                    {
+                        "provider": event.provider,
+                        "outcome": event.outcome,
+                        "error": event.error,
+                        "ms": round(event.elapsed_ms, 1),
+                    }
+                )
+        timings["generate"] = (time.perf_counter() - t0) * 1000
+        if first_token_ms is not None:
+            timings["first_token"] = first_token_ms
+        answer_text = "".join(pieces).strip()
+        citations = self._citations(answer_text, kept)
+        timings["total"] = (time.perf_counter() - t_start) * 1000
+        trace.provider = provider
+        trace.outcome = (
+            "degraded" if degraded else ("not_found" if answer_text.startswith(NOT_FOUND) else "ok")
+        )
+        trace.detail.update(
+            {
+                "attempts": attempts,
+                "citations": len(citations),
+                "breakers": {snap.name: str(snap.state) for snap in router.health()},
+            }
+        )
+        return Answer(
+            question=text,
+            text=answer_text,
+            citations=citations,
+            provider=provider,
+            cache="miss",
+            degraded=degraded,
+            timings_ms=timings,
+            request_id=trace.request_id,
+            retrieved=tuple(scored),
+            notice=" ".join(notices) or None,
+        )
+
+    def _record_ask(self, trace: _AskTrace) -> None:
+        total = trace.timings.get("total", 0.0)
+        self._recent_latency_ms.append(total)
+        del self._recent_latency_ms[:-1000]
+        detail = dict(trace.detail)
+        detail["timings_ms"] = {k: round(v, 1) for k, v in trace.timings.items()}
+        self.audit(
+            "ask",
+            trace.outcome,
+            request_id=trace.request_id,
+            session=trace.session,
+            provider=trace.provider or None,
+            cache_layer=trace.cache_layer,
+            latency_ms=total,
+            question=trace.question,
+            detail=detail,
+        )
+        log.info(
+            "ask %s",
+            trace.outcome,
+            extra={
+                "provider": trace.provider,
+                "cache": trace.cache_layer,
+                "timings_ms": detail["timings_ms"],
+            },
+        )
 
     async def search(
         self,
@@ -370,7 +547,7 @@ class Services:
         filters: SearchFilters | None = None,
     ) -> tuple[list[ScoredChunk], dict[str, float]]:
         """Retrieve the ``k`` best chunks (no generation); returns them and timings in ms."""
-        text = _clean_question(text)
+        text = clean_question(text, self.settings.security.max_question_chars)
         timings: dict[str, float] = {}
         index = await self._ready_index()
         scored = await self._search(
@@ -563,14 +740,22 @@ class Services:
                 worst = "degraded"
         return HealthSnapshot(status=worst, components=tuple(components), taken_at=time.time())  # type: ignore[arg-type]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """Knowledge-base counts and audit statistics over [since, until), from SQL aggregates."""
+        if self._audit is not None:
+            await self._audit.flush()  # so the figures include this process's events
+        audit_stats = self._audit_stats
+
         def read() -> dict[str, Any]:
             with self.engine.connect() as conn:
-                return {
+                data: dict[str, Any] = {
                     "knowledge_base": store.kb_counts(conn),
                     "documents_by_kind": store.documents_by_kind(conn),
                     "kb_version": store.kb_version(conn),
                 }
+            if audit_stats is not None:
+                data["audit"] = audit_stats.summary(since, until, last=10)
+            return data
 
         data = await asyncio.to_thread(read)
         data["session"] = {
@@ -578,6 +763,11 @@ class Services:
             "uptime_s": round(time.time() - self.started_at, 1),
         }
         return data
+
+    async def prune_audit(self) -> int:
+        """Delete audit rows older than the retention setting (in batches)."""
+        assert self._audit_stats is not None
+        return await asyncio.to_thread(self._audit_stats.prune, self.settings.audit.retention_days)
 
     def _safe_db_url(self) -> str:
         if self._engine is None:
