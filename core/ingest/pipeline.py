@@ -212,56 +212,106 @@ class Ingestor:
             )
 
         emit(plan.work[0].path if plan.work else None, outcomes[-1] if outcomes else None)
-        loop = asyncio.get_running_loop()
-        max_in_flight = max(2, self._settings.parse_workers * 2)
-        max_bytes = int(self._settings.max_file_mb * 1024 * 1024)
-        pending: dict[asyncio.Future[ParseResult], _Work] = {}
-        queue = list(reversed(plan.work))
         cancelled = False
 
-        def submit() -> None:
-            while queue and len(pending) < max_in_flight:
-                work = queue.pop()
-                fut = loop.run_in_executor(
-                    self._executor,
-                    parse_and_chunk,
-                    work.path,
-                    max_bytes,
-                    self._settings.chunk_tokens,
-                    self._settings.overlap_tokens,
-                )
-                pending[fut] = work
+        def stopped() -> bool:
+            return cancel is not None and cancel.is_set()
 
-        try:
-            submit()
-            while pending:
-                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for fut in finished:
-                    work = pending.pop(fut)
-                    try:
-                        result = fut.result()
-                    except Exception as exc:  # a dead worker process, say
-                        result = ParseResult(
-                            work.path, None, (), f"the parser crashed ({exc})", 0.0, 0.0
+        # Three stages overlap: parsing (process pool) feeds embedding (one worker
+        # thread, batches across documents) which feeds storing (another worker
+        # thread), so the embedder, the bottleneck, never waits for the database.
+        parsed: asyncio.Queue[tuple[_Work, ParseResult] | None] = asyncio.Queue(maxsize=16)
+        embedded: asyncio.Queue[list[tuple[_Work, ParseResult, FloatArray | None]] | None] = (
+            asyncio.Queue(maxsize=2)
+        )
+
+        async def parse_stage() -> None:
+            loop = asyncio.get_running_loop()
+            max_in_flight = max(2, self._settings.parse_workers * 2)
+            max_bytes = int(self._settings.max_file_mb * 1024 * 1024)
+            pending: dict[asyncio.Future[ParseResult], _Work] = {}
+            queue = list(reversed(plan.work))
+            try:
+                while queue or pending:
+                    while queue and len(pending) < max_in_flight and not stopped():
+                        work = queue.pop()
+                        fut = loop.run_in_executor(
+                            self._executor,
+                            parse_and_chunk,
+                            work.path,
+                            max_bytes,
+                            self._settings.chunk_tokens,
+                            self._settings.overlap_tokens,
                         )
-                    timings["parse"] += result.parse_s
-                    timings["chunk"] += result.chunk_s
-                    if cancel is not None and cancel.is_set():
-                        cancelled = True
-                        continue
-                    outcome = await self._finish(work, result, timings)
+                        pending[fut] = work
+                    if not pending:
+                        break
+                    finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for fut in finished:
+                        work = pending.pop(fut)
+                        try:
+                            result = fut.result()
+                        except Exception as exc:  # a dead worker process, say
+                            result = ParseResult(
+                                work.path, None, (), f"the parser crashed ({exc})", 0.0, 0.0
+                            )
+                        timings["parse"] += result.parse_s
+                        timings["chunk"] += result.chunk_s
+                        if not stopped():
+                            await parsed.put((work, result))
+            finally:
+                for fut in pending:
+                    fut.cancel()
+                await parsed.put(None)
+
+        async def embed_stage() -> None:
+            finished = False
+            while not finished:
+                item = await parsed.get()
+                if item is None:
+                    break
+                batch = [item]
+                n_chunks = len(item[1].drafts)
+                # Gather documents that are already parsed into one encode call.
+                while n_chunks < self._settings.embed_batch * 4 and not parsed.empty():
+                    more = parsed.get_nowait()
+                    if more is None:
+                        finished = True
+                        break
+                    batch.append(more)
+                    n_chunks += len(more[1].drafts)
+                t0 = time.perf_counter()
+                vectors = await self._embed_batch([r for _, r in batch])
+                timings["embed"] += time.perf_counter() - t0
+                await embedded.put([(w, r, v) for (w, r), v in zip(batch, vectors, strict=True)])
+            await embedded.put(None)
+
+        async def store_stage() -> None:
+            nonlocal done, bytes_done, chunks_done
+            while True:
+                group = await embedded.get()
+                if group is None:
+                    return
+                for work, result, vectors in group:
+                    outcome = await self._finish(work, result, vectors, timings)
                     outcomes.append(outcome)
                     done += 1
                     bytes_done += work.size
                     chunks_done += outcome.chunks
-                    emit(queue[-1].path if queue else None, outcome)
-                if cancel is not None and cancel.is_set():
-                    cancelled = True
-                    queue.clear()
-                submit()
+                    emit(None if done >= total else work.path, outcome)
+
+        tasks = [
+            asyncio.create_task(parse_stage(), name="ingest-parse"),
+            asyncio.create_task(embed_stage(), name="ingest-embed"),
+            asyncio.create_task(store_stage(), name="ingest-store"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
         finally:
-            for fut in pending:
-                fut.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = stopped() and done < total
 
         report = IngestReport(
             outcomes=tuple(outcomes),
@@ -395,52 +445,66 @@ class Ingestor:
             store.record_quarantine(conn, path, reason, size, mtime)
         log.warning("quarantined %s: %s", path, reason, extra={"path": path, "reason": reason})
 
+    async def _embed_batch(self, results: list[ParseResult]) -> list[FloatArray | None]:
+        """Vectors per parsed document (None where parsing failed or embedding is off)."""
+        ok = [r for r in results if r.error is None and r.document is not None]
+        if self._embedder is None or not ok:
+            return [None] * len(results)
+        try:
+            matrices = await asyncio.to_thread(self._embed, ok)
+        except Exception as exc:  # the model may be missing: keep BM25-only
+            log.warning("embedding skipped: %s", exc)
+            return [None] * len(results)
+        by_id = {id(r): m for r, m in zip(ok, matrices, strict=True)}
+        return [by_id.get(id(r)) for r in results]
+
     async def _finish(
-        self, work: _Work, result: ParseResult, timings: dict[str, float]
+        self,
+        work: _Work,
+        result: ParseResult,
+        vectors: FloatArray | None,
+        timings: dict[str, float],
     ) -> FileOutcome:
         if result.error is not None or result.document is None:
             reason = result.error or "no text could be extracted"
             await asyncio.to_thread(self._quarantine, work.path, reason)
             return FileOutcome(work.path, FileStatus.FAILED, reason=reason)
         t0 = time.perf_counter()
-        vectors: FloatArray | None = None
-        if self._embedder is not None:
-            try:
-                vectors = await asyncio.to_thread(self._embed, result)
-            except Exception as exc:  # the model may be missing: keep BM25-only
-                log.warning("embedding skipped for %s: %s", work.path, exc)
-                vectors = None
-        t1 = time.perf_counter()
         try:
             delta = await asyncio.to_thread(self._store, work, result, vectors)
         except sa.exc.SQLAlchemyError as exc:
             reason = f"could not be stored ({type(exc).__name__})"
             log.exception("store failed for %s", work.path)
             return FileOutcome(work.path, FileStatus.FAILED, reason=reason)
-        t2 = time.perf_counter()
-        timings["embed"] += t1 - t0
-        timings["store"] += t2 - t1
+        timings["store"] += time.perf_counter() - t0
         self._on_change(delta)
         status = FileStatus.ADDED if work.existing_id is None else FileStatus.UPDATED
         return FileOutcome(work.path, status, chunks=len(result.drafts))
 
-    def _embed(self, result: ParseResult) -> FloatArray:
+    def _embed(self, results: list[ParseResult]) -> list[FloatArray]:
+        """Embed every chunk of ``results`` in one call, reusing stored vectors."""
         assert self._embedder is not None
         embedder = self._embedder
         embedder.load()
-        hashes = [store.text_hash(d.text) for d in result.drafts]
+        per_doc = [[store.text_hash(d.text) for d in r.drafts] for r in results]
+        hashes = [h for doc in per_doc for h in doc]
+        texts = {
+            h: d.text
+            for r, doc in zip(results, per_doc, strict=True)
+            for h, d in zip(doc, r.drafts, strict=True)
+        }
         with self._engine.connect() as conn:
             known = store.load_embeddings(conn, embedder.model_id, hashes)
-        missing = [i for i, h in enumerate(hashes) if h not in known]
+        missing = [h for h in dict.fromkeys(hashes) if h not in known]
         if missing:
             fresh = embedder.encode(
-                [result.drafts[i].text for i in missing], batch_size=self._settings.embed_batch
+                [texts[h] for h in missing], batch_size=self._settings.embed_batch
             )
-            new = {hashes[i]: fresh[j] for j, i in enumerate(missing)}
+            new = {h: fresh[j] for j, h in enumerate(missing)}
             with self._engine.begin() as conn:
                 store.store_embeddings(conn, embedder.model_id, new)
             known.update(new)
-        return np.vstack([known[h] for h in hashes]).astype(np.float32)
+        return [np.vstack([known[h] for h in doc]).astype(np.float32) for doc in per_doc]
 
     def _store(self, work: _Work, result: ParseResult, vectors: FloatArray | None) -> IndexDelta:
         assert result.document is not None
