@@ -178,9 +178,7 @@ class SecuritySettings:
 
     def validate(self, file: str | None) -> None:
         if self.question_policy not in {"refuse", "warn"}:
-            raise ConfigError(
-                "must be refuse or warn", key="security.question_policy", file=file
-            )
+            raise ConfigError("must be refuse or warn", key="security.question_policy", file=file)
         if not 0.0 < self.flag_at <= self.block_at <= 1.0:
             raise ConfigError(
                 "need 0 < flag_at <= block_at <= 1", key="security.flag_at", file=file
