@@ -5,6 +5,9 @@ be cancelled when superseded or when the window closes) and always ends in
 exactly one result signal or one failure signal. Environment faults become a
 sentence (``ArchivistError``); anything else is a bug and goes to the crash
 reporter through ``sys.excepthook``.
+
+Status refreshes (health, breakers, statistics) never overlap: a refresh asked
+for while one runs is folded into one more run after it.
 """
 
 from __future__ import annotations
@@ -14,16 +17,65 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, SignalInstance
 
+from app.settings_file import SettingsForm, save_form
 from core.config import Settings
+from core.conversations import Conversation, ConversationStore
 from core.errors import ArchivistError
+from core.providers.breaker import BreakerTransition
 from core.services import Services
 from core.types import AnswerChunk, IngestProgress
 
 log = logging.getLogger(__name__)
+
+
+def _emit_leak_per_call() -> int:
+    """How many references to ``True`` one Python-side ``Signal.emit`` loses."""
+
+    class _Probe(QObject):
+        poke = Signal()
+
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(8):
+        probe.poke.emit()
+    return (before - sys.getrefcount(True)) // 8
+
+
+def install_emit_refcount_fix() -> bool:
+    """Work around PySide6 6.12.0 dropping a reference to the bool ``emit()`` returns.
+
+    On Python 3.11 (where ``True`` is not immortal) every ``signal.emit(...)``
+    from Python decrements ``True``'s reference count once too often; after a
+    few hundred emissions (one streamed answer) the interpreter aborts with
+    "Fatal Python error: bool_dealloc". When the probe sees the leak, ``emit``
+    is wrapped to give the reference back. Idempotent; a no-op on fixed builds.
+    """
+    if getattr(SignalInstance.emit, "_archivist_fixed", False):
+        return True
+    if _emit_leak_per_call() != 1:
+        return False
+    import ctypes
+
+    incref = ctypes.pythonapi.Py_IncRef
+    incref.argtypes = [ctypes.py_object]
+    incref.restype = None
+    original = SignalInstance.emit
+
+    def emit(self: SignalInstance, *args: Any) -> Any:
+        result = original(self, *args)
+        incref(result)
+        return result
+
+    emit._archivist_fixed = True  # type: ignore[attr-defined]
+    SignalInstance.emit = emit  # type: ignore[method-assign]
+    return True
+
+
+install_emit_refcount_fix()
 
 
 class ServicesBridge(QObject):
@@ -32,32 +84,62 @@ class ServicesBridge(QObject):
 
     answerStarted = Signal(str)
     answerToken = Signal(str)
-    answerReady = Signal(object)  # core.types.Answer
+    answerReady = Signal(object, object)  # core.types.Answer, list[BreakerSnapshot] at arrival
     answerFailed = Signal(str)
 
     ingestStarted = Signal(int)
     ingestProgress = Signal(object)  # core.types.IngestProgress
     ingestFinished = Signal(object)  # core.types.IngestReport
     ingestFailed = Signal(str)
+    quarantineUpdated = Signal(object)  # list[(path, reason, when)]
 
     healthUpdated = Signal(object)  # core.types.HealthSnapshot
+    breakersUpdated = Signal(object)  # list[BreakerSnapshot]
+    statsUpdated = Signal(object)  # dict from Services.stats()
+    statusFailed = Signal(str)
+    breakerChanged = Signal(object)  # BreakerTransition
+    actionFailed = Signal(str)  # a small operator action (force a breaker) failed
+
     sourceReady = Signal(str, str, object)  # path, text, citation
     sourceFailed = Signal(str)
+
+    conversationsListed = Signal(str, object)  # query, list[ConversationSummary]
+    conversationLoaded = Signal(object)  # Conversation
+    conversationSaved = Signal(object)  # Conversation
+    conversationDeleted = Signal(str)  # id
+    conversationFailed = Signal(str)
+    exportFinished = Signal(str)  # path
+    exportFailed = Signal(str)
+
+    settingsSaved = Signal(object)  # app.settings_file.SaveResult
+    settingsFailed = Signal(str)
 
     def __init__(self, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.services = Services(settings)
+        self.conversations = ConversationStore(settings.home / "conversations")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ask_task: asyncio.Task[Any] | None = None
         self._ingest_task: asyncio.Task[Any] | None = None
         self._ingest_cancel: asyncio.Event | None = None
+        self._status_task: asyncio.Task[Any] | None = None
+        self._status_again = False
+        self._list_task: asyncio.Task[Any] | None = None
+        self._listening: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._closing = False
+        self.status_refreshes = 0  # how many refreshes ran (tests check they never overlap)
 
     # ------------------------------------------------------------------ plumbing
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        if self._closing:
+            # Nothing new starts once closing began: run nothing and hand back a done task.
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            coro = asyncio.sleep(0)
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
@@ -78,6 +160,10 @@ class ServicesBridge(QObject):
             sys.excepthook(*sys.exc_info())
 
     @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
     def busy_answering(self) -> bool:
         return self._ask_task is not None and not self._ask_task.done()
 
@@ -85,14 +171,21 @@ class ServicesBridge(QObject):
     def busy_ingesting(self) -> bool:
         return self._ingest_task is not None and not self._ingest_task.done()
 
+    @property
+    def refreshing(self) -> bool:
+        return self._status_task is not None and not self._status_task.done()
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> asyncio.Task[Any]:
         async def body() -> None:
+            self._loop = asyncio.get_running_loop()
             await self.services.start()
             self._started = True
+            self._listen_to_breakers()
             self.ready.emit()
-            await self._refresh_health()
+            await self._refresh_quarantine()
+            await self._refresh_status()
 
         return self._spawn(self._guard(body, self.startFailed.emit), "bridge-start")
 
@@ -100,14 +193,52 @@ class ServicesBridge(QObject):
         self._closing = True
         if self._ingest_cancel is not None:
             self._ingest_cancel.set()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self._started:
+            for name in self._listening:
+                self.services.router.breaker(name).remove_listener(self._on_transition)
+        self._listening.clear()
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
         await self.services.aclose()
+
+    # ------------------------------------------------------------------ breakers
+
+    def _listen_to_breakers(self) -> None:
+        router = self.services.router
+        for name in router.names():
+            router.breaker(name).add_listener(self._on_transition)
+            self._listening.append(name)
+
+    def _on_transition(self, transition: BreakerTransition) -> None:
+        # Breakers may change state from a worker thread: hop onto the loop first.
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closing:
+            return
+        loop.call_soon_threadsafe(self._transition_on_loop, transition)
+
+    def _transition_on_loop(self, transition: BreakerTransition) -> None:
+        if self._closing:
+            return
+        self.breakerChanged.emit(transition)
+        self.breakersUpdated.emit(self.services.router.health())
+        self.refresh_status()
+
+    def force_breaker(self, name: str, state: Literal["open", "closed"]) -> None:
+        """Operator override; ends in ``breakersUpdated`` or ``actionFailed``."""
+        if not self._started:
+            self.actionFailed.emit("Archivist is still starting; try again in a moment.")
+            return
+        try:
+            self.services.router.force(name, state)
+        except ArchivistError as exc:
+            self.actionFailed.emit(str(exc))
+            return
+        self.breakersUpdated.emit(self.services.router.health())
+        self.refresh_status()
 
     # ------------------------------------------------------------------ asking
 
@@ -117,9 +248,10 @@ class ServicesBridge(QObject):
 
         async def body() -> None:
             self.answerStarted.emit(question)
-            answer = await self.services.ask(question, on_token=lambda piece: self._token(piece))
-            self.answerReady.emit(answer)
-            await self._refresh_health()
+            answer = await self.services.ask(question, on_token=self._token)
+            # The breakers as they were when this answer arrived ("why this answer").
+            self.answerReady.emit(answer, self.services.router.health())
+            self.refresh_status()
 
         self._ask_task = self._spawn(self._guard(body, self.answerFailed.emit), "bridge-ask")
         return self._ask_task
@@ -143,11 +275,15 @@ class ServicesBridge(QObject):
 
         async def body() -> None:
             self.ingestStarted.emit(len(paths))
-            report = await self.services.ingest(
-                [str(p) for p in paths], progress=self._progress, cancel=cancel
-            )
-            self.ingestFinished.emit(report)
-            await self._refresh_health()
+            try:
+                report = await self.services.ingest(
+                    [str(p) for p in paths], progress=self._progress, cancel=cancel
+                )
+                self.ingestFinished.emit(report)
+            finally:
+                if not self._closing:
+                    self.refresh_quarantine()
+                    self.refresh_status()
 
         self._ingest_task = self._spawn(self._guard(body, self.ingestFailed.emit), "bridge-ingest")
         return self._ingest_task
@@ -159,6 +295,14 @@ class ServicesBridge(QObject):
         if self._ingest_cancel is not None:
             self._ingest_cancel.set()
 
+    def refresh_quarantine(self) -> asyncio.Task[Any] | None:
+        if not self._started or self._closing:
+            return None
+        return self._spawn(self._guard(self._refresh_quarantine, log.warning), "bridge-quarantine")
+
+    async def _refresh_quarantine(self) -> None:
+        self.quarantineUpdated.emit(await self.services.quarantined())
+
     # ------------------------------------------------------------------ views
 
     def open_source(self, path: str, citation: object) -> asyncio.Task[Any]:
@@ -168,10 +312,80 @@ class ServicesBridge(QObject):
 
         return self._spawn(self._guard(body, self.sourceFailed.emit), "bridge-source")
 
-    def refresh_health(self) -> asyncio.Task[Any] | None:
+    def refresh_status(self) -> asyncio.Task[Any] | None:
+        """Refresh health, breakers and statistics; never two at once."""
         if not self._started or self._closing:
             return None
-        return self._spawn(self._guard(self._refresh_health, log.warning), "bridge-health")
+        if self.refreshing:
+            self._status_again = True
+            return self._status_task
+        self._status_task = self._spawn(self._status_loop(), "bridge-status")
+        return self._status_task
 
-    async def _refresh_health(self) -> None:
+    # The timer in the window used to call this name.
+    refresh_health = refresh_status
+
+    async def _status_loop(self) -> None:
+        while True:
+            self._status_again = False
+            await self._guard(self._refresh_status, self.statusFailed.emit)
+            if not self._status_again or self._closing:
+                return
+
+    async def _refresh_status(self) -> None:
+        self.status_refreshes += 1
         self.healthUpdated.emit(await self.services.health())
+        self.breakersUpdated.emit(self.services.router.health())
+        self.statsUpdated.emit(await self.services.stats())
+
+    # ------------------------------------------------------------------ conversations
+
+    def list_conversations(self, query: str = "") -> asyncio.Task[Any]:
+        """List saved conversations matching ``query``; a newer query supersedes."""
+        if self._list_task is not None and not self._list_task.done():
+            self._list_task.cancel()
+
+        async def body() -> None:
+            found = await asyncio.to_thread(self.conversations.search, query)
+            self.conversationsListed.emit(query, found)
+
+        self._list_task = self._spawn(
+            self._guard(body, self.conversationFailed.emit), "bridge-list"
+        )
+        return self._list_task
+
+    def load_conversation(self, cid: str) -> asyncio.Task[Any]:
+        async def body() -> None:
+            self.conversationLoaded.emit(await asyncio.to_thread(self.conversations.load, cid))
+
+        return self._spawn(self._guard(body, self.conversationFailed.emit), "bridge-load")
+
+    def save_conversation(self, conv: Conversation) -> asyncio.Task[Any]:
+        async def body() -> None:
+            await asyncio.to_thread(self.conversations.save, conv)
+            self.conversationSaved.emit(conv)
+
+        return self._spawn(self._guard(body, self.conversationFailed.emit), "bridge-save")
+
+    def delete_conversation(self, cid: str) -> asyncio.Task[Any]:
+        async def body() -> None:
+            await asyncio.to_thread(self.conversations.delete, cid)
+            self.conversationDeleted.emit(cid)
+
+        return self._spawn(self._guard(body, self.conversationFailed.emit), "bridge-delete")
+
+    def export_conversation(self, conv: Conversation, path: str) -> asyncio.Task[Any]:
+        async def body() -> None:
+            out = await asyncio.to_thread(self.conversations.export_markdown, conv, Path(path))
+            self.exportFinished.emit(str(out))
+
+        return self._spawn(self._guard(body, self.exportFailed.emit), "bridge-export")
+
+    # ------------------------------------------------------------------ settings
+
+    def save_settings(self, form: SettingsForm) -> asyncio.Task[Any]:
+        async def body() -> None:
+            result = await asyncio.to_thread(save_form, self.settings, form)
+            self.settingsSaved.emit(result)
+
+        return self._spawn(self._guard(body, self.settingsFailed.emit), "bridge-settings")

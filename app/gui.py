@@ -14,25 +14,74 @@ from core.config import Settings
 log = logging.getLogger(__name__)
 
 
+class _CrashState:
+    showing = False
+    reports: list[str] = []  # noqa: RUF012 (one process-wide list, read by tests)
+
+
+def crash_dialog(report: str, log_path: str) -> object:
+    """A dialog with the report, the log path and a Copy button (returned unshown)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import (
+        QDialog,
+        QDialogButtonBox,
+        QLabel,
+        QPlainTextEdit,
+        QVBoxLayout,
+    )
+
+    dialog = QDialog()
+    dialog.setWindowTitle("Archivist hit a bug")
+    layout = QVBoxLayout(dialog)
+    label = QLabel(
+        "Something unexpected went wrong. Your documents are safe, and Archivist keeps "
+        "running.\nPlease copy the report below into a bug report. The full log is in:",
+        dialog,
+    )
+    label.setWordWrap(True)
+    layout.addWidget(label)
+    path = QLabel(log_path, dialog)
+    path.setAccessibleName("Log file path")
+    path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    layout.addWidget(path)
+    details = QPlainTextEdit(report, dialog)
+    details.setReadOnly(True)
+    details.setAccessibleName("Crash report")
+    layout.addWidget(details, 1)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+    copy = buttons.addButton("Copy report", QDialogButtonBox.ButtonRole.ActionRole)
+    copy.setAccessibleName("Copy the crash report")
+    copy.clicked.connect(
+        lambda: QGuiApplication.clipboard().setText(f"{report}\nLog file: {log_path}\n")
+    )
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)
+    fm = dialog.fontMetrics()
+    dialog.resize(fm.averageCharWidth() * 100, fm.height() * 28)
+    return dialog
+
+
 def install_crash_handler(log_path: str) -> None:
     """Unexpected exceptions open a dialog with a copyable report, never a traceback in place."""
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication, QDialog
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         report = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error\n%s", report)
+        _CrashState.reports.append(report)
         if QApplication.instance() is None:
             sys.__excepthook__(exc_type, exc, tb)
             return
-        box = QMessageBox()
-        box.setIcon(QMessageBox.Icon.Critical)
-        box.setWindowTitle("Archivist hit a bug")
-        box.setText(
-            "Something unexpected went wrong. Your documents are safe.\n"
-            f"The details are in the report below and in the log file:\n{log_path}"
-        )
-        box.setDetailedText(report)
-        box.exec()
+        if _CrashState.showing:  # one dialog at a time; the rest are in the log
+            return
+        _CrashState.showing = True
+        try:
+            dialog = crash_dialog(report, log_path)
+            assert isinstance(dialog, QDialog)
+            dialog.exec()
+        finally:
+            _CrashState.showing = False
 
     sys.excepthook = hook
 

@@ -2,52 +2,59 @@
 
 No business logic and no I/O here: the bridge runs everything on the asyncio
 loop (which, under qasync, is this GUI thread) and answers with signals.
+
+Layout: conversations on the left (filter box, list, New chat), the chat in the
+middle (answers stream in as safe Markdown; ``[n]`` opens the cited passage),
+and two docks on the right: Library (ingestion, quarantine) and Health.
 """
 
 from __future__ import annotations
 
-import html
-import re
-from pathlib import Path
+import time
+from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QColor,
     QDesktopServices,
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
+    QGuiApplication,
+    QKeyEvent,
     QKeySequence,
     QShortcut,
-    QTextCharFormat,
-    QTextCursor,
 )
 from PySide6.QtWidgets import (
-    QDialog,
-    QDialogButtonBox,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
-    QTextBrowser,
-    QTextEdit,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from app import statusview as sv
 from app.bridge import ServicesBridge
-from core.types import Answer, Citation, FileStatus, HealthSnapshot, IngestProgress, IngestReport
+from app.dialogs import SettingsDialog, SourceDialog, WhyDialog
+from app.panels import HealthPanel, LibraryPanel
+from app.render import conversation_html, live_html
+from app.settings_file import SaveResult, form_from_settings
+from app.widgets import ChatView
+from core.conversations import Conversation, ConversationSummary, Turn, turn_from_answer
+from core.providers.breaker import BreakerSnapshot
+from core.types import Answer, Citation, HealthSnapshot, IngestReport
 
-_MARKER = re.compile(r"\[(\d{1,2})\]")
+RENDER_INTERVAL_MS = 40  # streaming re-renders at most ~25 times a second
 
 
 def _local_paths(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[str]:
@@ -57,190 +64,190 @@ def _local_paths(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[s
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and u.toLocalFile()]
 
 
-def answer_html(answer_text: str, citations: tuple[Citation, ...]) -> str:
-    """Escape the answer and turn [n] markers into citation links."""
-    known = {c.marker for c in citations}
-
-    def link(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        if n in known:
-            return f'<a href="cite:{n}">[{n}]</a>'
-        return match.group(0)
-
-    paragraphs = [p for p in answer_text.split("\n\n") if p.strip()]
-    parts = []
-    for p in paragraphs:
-        escaped = html.escape(p).replace("\n", "<br>")
-        parts.append(f"<p>{_MARKER.sub(link, escaped)}</p>")
-    return "".join(parts)
-
-
-class SourceDialog(QDialog):
-    """Shows a source's extracted text with the cited passage highlighted."""
-
-    def __init__(self, path: str, text: str, citation: Citation, parent: QWidget | None) -> None:
-        super().__init__(parent)
-        page = f" — page {citation.page}" if citation.page else ""
-        self.setWindowTitle(f"{Path(path).name}{page}")
-        self.resize(760, 560)
-        self.path = path
-        layout = QVBoxLayout(self)
-        header = QLabel(f"<b>{html.escape(path)}</b>{html.escape(page)}")
-        header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(header)
-        self.view = QPlainTextEdit(self)
-        self.view.setReadOnly(True)
-        self.view.setPlainText(text)
-        self.view.setAccessibleName("Source text")
-        layout.addWidget(self.view)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
-        open_button = buttons.addButton("Open file", QDialogButtonBox.ButtonRole.ActionRole)
-        open_button.clicked.connect(self._open_file)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.highlight(citation.start, citation.end)
-
-    def highlight(self, start: int, end: int) -> None:
-        doc = self.view.document()
-        cursor = QTextCursor(doc)
-        cursor.setPosition(min(start, doc.characterCount() - 1))
-        cursor.setPosition(min(end, doc.characterCount() - 1), QTextCursor.MoveMode.KeepAnchor)
-        fmt = QTextCharFormat()
-        fmt.setBackground(QColor(255, 230, 120))
-        fmt.setForeground(QColor(0, 0, 0))
-        selection = QTextEdit.ExtraSelection()
-        selection.cursor = cursor
-        selection.format = fmt
-        self.view.setExtraSelections([selection])
-        self.selected_text = cursor.selectedText().replace("\u2029", "\n")
-        caret = QTextCursor(doc)
-        caret.setPosition(min(start, doc.characterCount() - 1))
-        self.view.setTextCursor(caret)
-        self.view.centerCursor()
-
-    def _open_file(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(self.path))
-
-
 class MainWindow(QMainWindow):
     def __init__(self, bridge: ServicesBridge) -> None:
         super().__init__()
         self.bridge = bridge
         self.setWindowTitle("Archivist")
-        self.resize(1000, 720)
+        fm = self.fontMetrics()
+        self.resize(fm.averageCharWidth() * 190, fm.height() * 44)
         self.setAcceptDrops(True)
-        self._answer_parts: list[str] = []
-        self._current_citations: tuple[Citation, ...] = ()
-        self._conversation_html: list[str] = []
-        self._pending_question = ""
+        self.conv: Conversation = bridge.conversations.new()
+        self._live_question: str | None = None
+        self._live_parts: list[str] = []
+        self._live_started_at = 0.0
         self.source_dialog: SourceDialog | None = None
+        self.why_dialog: WhyDialog | None = None
+        self.settings_dialog: SettingsDialog | None = None
         self.last_answer: Answer | None = None
         self.last_report: IngestReport | None = None
+        self.last_health: HealthSnapshot | None = None
+        self.last_error = ""
+        self._search_query = ""
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render)
 
         self._build_toolbar()
         self._build_central()
+        self._build_docks()
         self._build_status()
         self._connect()
+        self._render()
 
         self.health_timer = QTimer(self)
-        self.health_timer.setInterval(5000)
-        self.health_timer.timeout.connect(self.bridge.refresh_health)
+        self.health_timer.setInterval(3000)
+        self.health_timer.timeout.connect(self.bridge.refresh_status)
         self.health_timer.start()
 
     # ------------------------------------------------------------------ layout
 
+    def _action(self, text: str, slot: object, shortcut: str | None = None) -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(slot)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setToolTip(f"{text.rstrip('…')} ({shortcut})")
+        return action
+
     def _build_toolbar(self) -> None:
         bar = QToolBar("Main", self)
+        bar.setObjectName("main-toolbar")
         bar.setMovable(False)
+        bar.setAccessibleName("Main toolbar")
         self.addToolBar(bar)
-        self.add_files_action = QAction("Add files…", self)
-        self.add_files_action.triggered.connect(self._choose_files)
-        self.add_folder_action = QAction("Add folder…", self)
-        self.add_folder_action.triggered.connect(self._choose_folder)
-        self.new_chat_action = QAction("New chat", self)
-        self.new_chat_action.setShortcut(QKeySequence("Ctrl+N"))
-        self.new_chat_action.triggered.connect(self.new_chat)
-        bar.addAction(self.add_files_action)
-        bar.addAction(self.add_folder_action)
+        self.new_chat_action = self._action("New chat", self.new_chat, "Ctrl+N")
+        self.add_files_action = self._action("Add files…", self._choose_files, "Ctrl+O")
+        self.add_folder_action = self._action("Add folder…", self._choose_folder)
+        self.export_action = self._action("Export…", self._choose_export, "Ctrl+E")
+        self.copy_action = self._action("Copy answer", self.copy_last_answer, "Ctrl+Shift+C")
+        self.why_action = self._action("Why this answer?", self.show_last_why)
+        self.settings_action = self._action("Settings…", self.open_settings, "Ctrl+,")
+        for a in (self.new_chat_action, self.add_files_action, self.add_folder_action):
+            bar.addAction(a)
         bar.addSeparator()
-        bar.addAction(self.new_chat_action)
+        for a in (self.copy_action, self.why_action, self.export_action):
+            bar.addAction(a)
+        bar.addSeparator()
+        bar.addAction(self.settings_action)
 
     def _build_central(self) -> None:
-        central = QWidget(self)
-        layout = QVBoxLayout(central)
-        splitter = QSplitter(Qt.Orientation.Vertical, central)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.setChildrenCollapsible(False)
 
-        self.conversation = QTextBrowser(splitter)
-        self.conversation.setOpenLinks(False)
-        self.conversation.setAcceptDrops(False)
-        self.conversation.setAccessibleName("Conversation")
-        self.conversation.setPlaceholderText(
-            "Drop files or folders here, or use Add files…, then ask a question below."
-        )
+        # Sidebar: saved conversations.
+        side = QWidget(splitter)
+        sl = QVBoxLayout(side)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.search_box = QLineEdit(side)
+        self.search_box.setPlaceholderText("Search conversations (Ctrl+F)")
+        self.search_box.setAccessibleName("Search conversations")
+        self.search_box.setClearButtonEnabled(True)
+        sl.addWidget(self.search_box)
+        self.conversation_list = QListWidget(side)
+        self.conversation_list.setAccessibleName("Saved conversations")
+        self.conversation_list.setWordWrap(True)
+        self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        sl.addWidget(self.conversation_list, 1)
+        self.new_chat_button = QPushButton("New chat", side)
+        self.new_chat_button.setAccessibleName("New chat")
+        sl.addWidget(self.new_chat_button)
 
-        self.sources = QListWidget(splitter)
-        self.sources.setAccessibleName("Sources of the last answer")
-        self.sources.setAcceptDrops(False)
-        splitter.addWidget(self.conversation)
-        splitter.addWidget(self.sources)
-        splitter.setSizes([520, 140])
-        layout.addWidget(splitter, 1)
-
+        # Chat.
+        chat = QWidget(splitter)
+        cl = QVBoxLayout(chat)
+        cl.setContentsMargins(0, 0, 0, 0)
+        self.chat = ChatView(chat)
+        cl.addWidget(self.chat, 1)
         row = QHBoxLayout()
-        self.question = QPlainTextEdit(central)
-        self.question.setPlaceholderText("Ask a question about your documents (Ctrl+Enter to send)")
+        self.question = QPlainTextEdit(chat)
+        self.question.setPlaceholderText("Ask about your documents… (Ctrl+Enter sends, Esc stops)")
         self.question.setAccessibleName("Question")
-        self.question.setMaximumHeight(80)
+        self.question.setTabChangesFocus(True)
+        self.question.setMaximumHeight(self.fontMetrics().height() * 5)
         self.question.installEventFilter(self)
-        self.ask_button = QPushButton("Ask", central)
-        self.ask_button.setAccessibleName("Ask")
-        self.ask_button.setEnabled(False)
-        self.stop_button = QPushButton("Stop", central)
-        self.stop_button.setAccessibleName("Stop answering")
-        self.stop_button.setEnabled(False)
+        self.search_box.installEventFilter(self)
         row.addWidget(self.question, 1)
         buttons = QVBoxLayout()
+        self.ask_button = QPushButton("Send", chat)
+        self.ask_button.setAccessibleName("Send question")
+        self.ask_button.setToolTip("Send (Ctrl+Enter)")
+        self.ask_button.setEnabled(False)
+        self.stop_button = QPushButton("Stop", chat)
+        self.stop_button.setAccessibleName("Stop generating")
+        self.stop_button.setToolTip("Stop (Esc)")
+        self.stop_button.setEnabled(False)
         buttons.addWidget(self.ask_button)
         buttons.addWidget(self.stop_button)
         row.addLayout(buttons)
-        layout.addLayout(row)
-        self.setCentralWidget(central)
+        cl.addLayout(row)
+
+        splitter.addWidget(side)
+        splitter.addWidget(chat)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 4)
+        avg = self.fontMetrics().averageCharWidth()
+        splitter.setSizes([avg * 32, avg * 100])
+        self.setCentralWidget(splitter)
 
         self._shortcuts = []
         for keys, slot in (
             ("Ctrl+Return", self.send),
             ("Ctrl+Enter", self.send),
             ("Escape", self.stop),
-            ("Ctrl+L", self.question.setFocus),
+            ("Ctrl+L", self.focus_question),
+            ("Ctrl+F", self.focus_search),
         ):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.activated.connect(slot)
             self._shortcuts.append(shortcut)
 
+    def _build_docks(self) -> None:
+        self.library = LibraryPanel(self)
+        self.library_dock = QDockWidget("Library", self)
+        self.library_dock.setObjectName("library-dock")
+        self.library_dock.setWidget(self.library)
+        self.health = HealthPanel(self)
+        self.health_dock = QDockWidget("Health", self)
+        self.health_dock.setObjectName("health-dock")
+        self.health_dock.setWidget(self.health)
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.addDockWidget(right, self.library_dock)
+        self.addDockWidget(right, self.health_dock)
+        self.tabifyDockWidget(self.library_dock, self.health_dock)
+        self.library_dock.raise_()
+        avg = self.fontMetrics().averageCharWidth()
+        self.resizeDocks([self.library_dock], [avg * 80], Qt.Orientation.Horizontal)
+        menu = self.menuBar().addMenu("&View")
+        menu.addAction(self.library_dock.toggleViewAction())
+        menu.addAction(self.health_dock.toggleViewAction())
+
     def _build_status(self) -> None:
         status = self.statusBar()
         self.status_label = QLabel("Starting…", self)
-        self.progress = QProgressBar(self)
-        self.progress.setMaximumWidth(260)
-        self.progress.setAccessibleName("Ingestion progress")
-        self.progress.hide()
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.setAccessibleName("Cancel ingestion")
-        self.cancel_button.hide()
+        self.status_label.setAccessibleName("Status")
         self.health_label = QLabel("", self)
+        self.health_label.setAccessibleName("Health summary")
         status.addWidget(self.status_label, 1)
-        status.addPermanentWidget(self.progress)
-        status.addPermanentWidget(self.cancel_button)
         status.addPermanentWidget(self.health_label)
 
     def _connect(self) -> None:
         b = self.bridge
         self.ask_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
-        self.cancel_button.clicked.connect(b.cancel_ingest)
-        self.conversation.anchorClicked.connect(self._citation_clicked)
-        self.sources.itemActivated.connect(self._source_activated)
-        self.sources.itemClicked.connect(self._source_activated)
+        self.new_chat_button.clicked.connect(self.new_chat)
+        self.chat.anchorClicked.connect(self._link_clicked)
+        self.search_box.textChanged.connect(self._search_changed)
+        self.conversation_list.itemActivated.connect(self._conversation_chosen)
+        self.conversation_list.itemClicked.connect(self._conversation_chosen)
+        self.library.addFilesRequested.connect(self._choose_files)
+        self.library.addFolderRequested.connect(self._choose_folder)
+        self.library.cancelRequested.connect(b.cancel_ingest)
+        self.health.forceRequested.connect(self._force_breaker)
+
         b.ready.connect(self._on_ready)
         b.startFailed.connect(self._on_start_failed)
         b.answerStarted.connect(self._on_answer_started)
@@ -248,19 +255,47 @@ class MainWindow(QMainWindow):
         b.answerReady.connect(self._on_answer)
         b.answerFailed.connect(self._on_answer_failed)
         b.ingestStarted.connect(self._on_ingest_started)
-        b.ingestProgress.connect(self._on_ingest_progress)
+        b.ingestProgress.connect(self.library.on_progress)
         b.ingestFinished.connect(self._on_ingest_finished)
         b.ingestFailed.connect(self._on_ingest_failed)
+        b.quarantineUpdated.connect(self.library.show_quarantine)
         b.healthUpdated.connect(self._on_health)
+        b.breakersUpdated.connect(self.health.show_breakers)
+        b.statsUpdated.connect(self.health.show_stats)
+        b.breakerChanged.connect(self.health.on_transition)
+        b.statusFailed.connect(self._say)
+        b.actionFailed.connect(self._say)
         b.sourceReady.connect(self._show_source)
-        b.sourceFailed.connect(lambda msg: self.status_label.setText(msg))
+        b.sourceFailed.connect(self._say)
+        b.conversationsListed.connect(self._on_conversations)
+        b.conversationLoaded.connect(self._on_conversation_loaded)
+        b.conversationSaved.connect(lambda _conv: self.refresh_conversations())
+        b.conversationDeleted.connect(lambda _cid: self.refresh_conversations())
+        b.conversationFailed.connect(self._say)
+        b.exportFinished.connect(lambda path: self._say(f"Exported the conversation to {path}."))
+        b.exportFailed.connect(self._say)
+        b.settingsSaved.connect(self._on_settings_saved)
+        b.settingsFailed.connect(self._on_settings_failed)
 
-    # ------------------------------------------------------------------ actions
+    def _say(self, message: str) -> None:
+        self.last_error = message
+        self.status_label.setText(message)
+
+    # ------------------------------------------------------------------ chat actions
+
+    def focus_question(self) -> None:
+        self.question.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def focus_search(self) -> None:
+        self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search_box.selectAll()
 
     def send(self) -> None:
         text = self.question.toPlainText().strip()
-        if not text or not self.ask_button.isEnabled():
+        if not text or not self.bridge.started:
             return
+        if self.bridge.busy_answering:
+            self.bridge.stop_answer()
         self.question.clear()
         self.bridge.ask(text)
 
@@ -269,13 +304,122 @@ class MainWindow(QMainWindow):
             self.bridge.stop_answer()
 
     def new_chat(self) -> None:
-        self._conversation_html.clear()
-        self.conversation.clear()
-        self.sources.clear()
-        self._current_citations = ()
+        self.stop()
+        self.conv = self.bridge.conversations.new()
+        self.conversation_list.clearSelection()
+        self._render()
+        self.focus_question()
+        self._say("New chat.")
+
+    def turn(self, index: int) -> Turn | None:
+        turns = self.conv.turns
+        return turns[index] if 0 <= index < len(turns) else None
+
+    def copy_answer(self, index: int) -> None:
+        turn = self.turn(index)
+        if turn is not None and turn.answer:
+            QGuiApplication.clipboard().setText(turn.answer)
+            self._say("Answer copied to the clipboard.")
+
+    def copy_last_answer(self) -> None:
+        self.copy_answer(len(self.conv.turns) - 1)
+
+    def show_why(self, index: int) -> None:
+        turn = self.turn(index)
+        if turn is None:
+            self._say("There is no answer to explain yet.")
+            return
+        if self.why_dialog is not None:
+            self.why_dialog.close()
+        self.why_dialog = WhyDialog(turn, self)
+        self.why_dialog.show()
+
+    def show_last_why(self) -> None:
+        self.show_why(len(self.conv.turns) - 1)
+
+    def open_citation(self, index: int, marker: int) -> None:
+        turn = self.turn(index)
+        if turn is None:
+            return
+        for c in turn.citations:
+            if c.marker == marker:
+                self.bridge.open_source(c.source, c)
+                return
+
+    def export_to(self, path: str) -> None:
+        if not self.conv.turns:
+            self._say("This chat is empty; there is nothing to export.")
+            return
+        self.bridge.export_conversation(self.conv, path)
+
+    def _choose_export(self) -> None:
+        if not self.conv.turns:
+            self._say("This chat is empty; there is nothing to export.")
+            return
+        stem = "".join(ch if ch.isalnum() else "-" for ch in self.conv.title)[:40].strip("-")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export conversation", f"{stem or 'conversation'}.md", "Markdown (*.md)"
+        )
+        if path:
+            self.export_to(path)
+
+    def _link_clicked(self, url: QUrl) -> None:
+        scheme = url.scheme()
+        parts = url.toString().split(":")
+        try:
+            if scheme == "cite" and len(parts) == 3:
+                self.open_citation(int(parts[1]), int(parts[2]))
+            elif scheme == "copy" and len(parts) == 2:
+                self.copy_answer(int(parts[1]))
+            elif scheme == "why" and len(parts) == 2:
+                self.show_why(int(parts[1]))
+            elif scheme in ("http", "https", "mailto"):
+                # Only on an explicit click, and in the user's own browser.
+                QDesktopServices.openUrl(url)
+        except ValueError:
+            pass
+
+    # ------------------------------------------------------------------ conversations
+
+    def refresh_conversations(self) -> None:
+        if self.bridge.started:
+            self.bridge.list_conversations(self._search_query)
+
+    def _search_changed(self, text: str) -> None:
+        self._search_query = text.strip()
+        self.refresh_conversations()
+
+    def _on_conversations(self, query: str, found: Sequence[ConversationSummary]) -> None:
+        if query != self._search_query:
+            return  # an older query's answer
+        self.conversation_list.clear()
+        for s in found:
+            when = time.strftime("%d %b %H:%M", time.localtime(s.updated_at))
+            item = QListWidgetItem(f"{s.title}\n{when} · {s.turns} question(s)")
+            item.setData(Qt.ItemDataRole.UserRole, s.id)
+            item.setToolTip(s.title)
+            self.conversation_list.addItem(item)
+            if s.id == self.conv.id:
+                item.setSelected(True)
+        if not found and query:
+            self.conversation_list.addItem(f"No conversation mentions “{query}”.")
+
+    def _conversation_chosen(self, item: QListWidgetItem) -> None:
+        cid = item.data(Qt.ItemDataRole.UserRole)
+        if isinstance(cid, str) and cid != self.conv.id:
+            self.bridge.load_conversation(cid)
+
+    def _on_conversation_loaded(self, conv: Conversation) -> None:
+        self.stop()
+        self.conv = conv
+        self._render()
+        self._say(f"Opened “{conv.title}”.")
+
+    # ------------------------------------------------------------------ ingestion
 
     def ingest_paths(self, paths: list[str]) -> None:
         if paths:
+            self.library_dock.raise_()
             self.bridge.ingest(paths)
 
     def _choose_files(self) -> None:
@@ -286,8 +430,6 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Add a folder to Archivist")
         if folder:
             self.ingest_paths([folder])
-
-    # ------------------------------------------------------------------ drag and drop
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if _local_paths(event):
@@ -306,18 +448,26 @@ class MainWindow(QMainWindow):
             self.ingest_paths(paths)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        # File drops on the question box ingest the files instead of pasting paths.
-        if watched is self.question and event.type() in (
+        kind = event.type()
+        # File drops on text boxes ingest the files instead of pasting their paths.
+        if watched in (self.question, self.search_box) and kind in (
             QEvent.Type.DragEnter,
             QEvent.Type.DragMove,
             QEvent.Type.Drop,
         ):
-            assert isinstance(event, QDragEnterEvent | QDropEvent)
+            assert isinstance(event, QDragEnterEvent | QDragMoveEvent | QDropEvent)
             if _local_paths(event):
-                if event.type() == QEvent.Type.Drop:
+                if kind == QEvent.Type.Drop:
+                    assert isinstance(event, QDropEvent)
                     self.dropEvent(event)
                 else:
                     event.acceptProposedAction()
+                return True
+        if watched is self.question and kind == QEvent.Type.KeyPress:
+            assert isinstance(event, QKeyEvent)
+            ctrl = event.modifiers() & Qt.KeyboardModifier.ControlModifier
+            if ctrl and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.send()
                 return True
         return super().eventFilter(watched, event)
 
@@ -325,72 +475,69 @@ class MainWindow(QMainWindow):
 
     def _on_ready(self) -> None:
         self.ask_button.setEnabled(True)
-        self.status_label.setText("Ready. Drop documents here or ask a question.")
+        self._say("Ready. Drop documents here or ask a question.")
+        self.refresh_conversations()
 
     def _on_start_failed(self, message: str) -> None:
-        self.status_label.setText(f"Archivist could not start: {message}")
+        self._say(f"Archivist could not start: {message}")
 
-    def _render_conversation(self, live: str = "") -> None:
-        self.conversation.setHtml("".join(self._conversation_html) + live)
-        bar = self.conversation.verticalScrollBar()
-        bar.setValue(bar.maximum())
+    def _render(self) -> None:
+        live = ""
+        if self._live_question is not None:
+            partial = "".join(self._live_parts)
+            live = live_html(self._live_question, partial, searching=not partial)
+        bar = self.chat.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
+        self.chat.setHtml(conversation_html(self.conv.turns, live))
+        if at_bottom or live:
+            bar.setValue(bar.maximum())
+
+    def _schedule_render(self) -> None:
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    @property
+    def live_text(self) -> str:
+        """The answer streamed so far (empty when nothing is being answered)."""
+        return "".join(self._live_parts)
 
     def _on_answer_started(self, question: str) -> None:
-        self._pending_question = question
-        self._answer_parts = []
+        self._live_question = question
+        self._live_parts = []
+        self._live_started_at = time.time()
         self.stop_button.setEnabled(True)
-        self.status_label.setText("Answering…")
-        self._conversation_html.append(f"<p><b>You:</b> {html.escape(question)}</p>")
-        self._render_conversation("<p><i>Searching your documents…</i></p>")
+        self._say("Answering…")
+        self._render()
 
     def _on_token(self, piece: str) -> None:
-        self._answer_parts.append(piece)
-        self._render_conversation(answer_html("".join(self._answer_parts), ()))
+        self._live_parts.append(piece)
+        self._schedule_render()
 
-    def _on_answer(self, answer: Answer) -> None:
-        self.last_answer = answer
+    def _finish_turn(self, turn: Turn) -> None:
+        self._live_question = None
+        self._live_parts = []
+        self._render_timer.stop()
         self.stop_button.setEnabled(False)
-        self._current_citations = answer.citations
-        body = answer_html(answer.text, answer.citations)
-        total = answer.timings_ms.get("total", 0.0)
-        meta = f"answered by {html.escape(answer.provider)} in {total:.0f} ms"
-        notice = (
-            f'<p style="color:#b35c00">{html.escape(answer.notice)}</p>' if answer.notice else ""
-        )
-        self._conversation_html.append(
-            f"<p><b>Archivist:</b></p>{body}{notice}"
-            f"<p style='color:gray'><small>{meta}</small></p><hr>"
-        )
-        self._render_conversation()
-        self.sources.clear()
-        for c in answer.citations:
-            page = f", page {c.page}" if c.page else ""
-            snippet = " ".join(c.text.split())[:120]
-            item = QListWidgetItem(f"[{c.marker}] {Path(c.source).name}{page} — {snippet}")
-            item.setData(Qt.ItemDataRole.UserRole, c)
-            item.setToolTip(c.source)
-            self.sources.addItem(item)
-        self.status_label.setText(f"Answered with {len(answer.citations)} source(s).")
+        self.conv = self.conv.with_turn(turn)
+        self._render()
+        self.bridge.save_conversation(self.conv)
+
+    def _on_answer(self, answer: Answer, breakers: Sequence[BreakerSnapshot]) -> None:
+        self.last_answer = answer
+        self._finish_turn(turn_from_answer(answer, breakers, asked_at=self._live_started_at))
+        n = len(answer.citations)
+        self._say(f"Answered by {answer.provider} with {n} source(s).")
 
     def _on_answer_failed(self, message: str) -> None:
-        self.stop_button.setEnabled(False)
-        self._conversation_html.append(f'<p style="color:#b00020">{html.escape(message)}</p><hr>')
-        self._render_conversation()
-        self.status_label.setText(message)
-
-    def _citation_clicked(self, url: QUrl) -> None:
-        if url.scheme() != "cite":
+        question = self._live_question
+        if question is None:
+            self._say(message)
             return
-        n = int(url.path() or url.toString().split(":", 1)[1])
-        for c in self._current_citations:
-            if c.marker == n:
-                self.bridge.open_source(c.source, c)
-                return
-
-    def _source_activated(self, item: QListWidgetItem) -> None:
-        c = item.data(Qt.ItemDataRole.UserRole)
-        if isinstance(c, Citation):
-            self.bridge.open_source(c.source, c)
+        partial = "".join(self._live_parts).strip()
+        self._finish_turn(
+            Turn(question, partial, self._live_started_at or time.time(), error=message)
+        )
+        self._say(message)
 
     def _show_source(self, path: str, text: str, citation: object) -> None:
         assert isinstance(citation, Citation)
@@ -400,59 +547,68 @@ class MainWindow(QMainWindow):
         self.source_dialog.show()
 
     def _on_ingest_started(self, n: int) -> None:
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.cancel_button.show()
-        self.status_label.setText(f"Adding {n} item(s)…")
-
-    def _on_ingest_progress(self, p: IngestProgress) -> None:
-        self.progress.setRange(0, max(1, p.files_total))
-        self.progress.setValue(p.files_done)
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
-        current = f" — {Path(p.current).name}" if p.current else ""
-        self.status_label.setText(
-            f"Ingesting {p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}{current}"
-        )
+        self.library.on_started(n)
+        self._say(f"Adding {n} item(s)…")
 
     def _on_ingest_finished(self, report: IngestReport) -> None:
         self.last_report = report
-        self.progress.hide()
-        self.cancel_button.hide()
-        counts = report.summary()
-        text = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        prefix = "Cancelled: " if report.cancelled else "Done: "
-        self.status_label.setText(prefix + (text or "nothing to do"))
-        failed = [o for o in report.outcomes if o.status is FileStatus.FAILED]
-        if failed:
-            lines = "".join(
-                f"<li>{html.escape(Path(o.path).name)}: {html.escape(o.reason or '')}</li>"
-                for o in failed[:20]
-            )
-            self._conversation_html.append(
-                f"<p><b>{len(failed)} file(s) could not be added:</b></p><ul>{lines}</ul><hr>"
-            )
-            self._render_conversation()
+        self.library.on_finished(report)
+        self._say(self.library.eta_label.text())
 
     def _on_ingest_failed(self, message: str) -> None:
-        self.progress.hide()
-        self.cancel_button.hide()
-        self.status_label.setText(message)
+        self.library.on_failed(message)
+        self._say(message)
+
+    def _force_breaker(self, name: str, state: str) -> None:
+        if state in ("open", "closed"):
+            self.bridge.force_breaker(name, "open" if state == "open" else "closed")
 
     def _on_health(self, snap: HealthSnapshot) -> None:
+        self.last_health = snap
+        self.health.show_health(snap)
         parts = {c.name: c for c in snap.components}
-        index = parts.get("search_index")
         docs = parts.get("database")
         n_docs = docs.data.get("documents", 0) if docs else 0
+        index = parts.get("search_index")
         n_chunks = index.data.get("chunks", 0) if index else 0
-        colour = {"ok": "#2e7d32", "degraded": "#b35c00", "down": "#b00020"}[snap.status]
+        colour = sv.STATUS_COLOURS.get(snap.status, "gray")
         self.health_label.setText(
             f'<span style="color:{colour}">●</span> {snap.status} · {n_docs} documents · '
-            f"{n_chunks} chunks"
+            f"{n_chunks} passages"
         )
         self.health_label.setToolTip(
             "\n".join(f"{c.name}: {c.status} {c.detail}" for c in snap.components)
         )
 
+    # ------------------------------------------------------------------ settings
+
+    def open_settings(self) -> None:
+        if self.settings_dialog is not None:
+            self.settings_dialog.close()
+        s = self.bridge.settings
+        dialog = SettingsDialog(form_from_settings(s), s, self)
+        dialog.saveRequested.connect(self.bridge.save_settings)
+        self.settings_dialog = dialog
+        dialog.show()
+
+    def _on_settings_saved(self, result: SaveResult) -> None:
+        if self.settings_dialog is not None:
+            self.settings_dialog.saved(result)
+        self._say(result.message().replace("\n", " "))
+
+    def _on_settings_failed(self, message: str) -> None:
+        if self.settings_dialog is not None:
+            self.settings_dialog.show_error(message)
+        self._say(message)
+
+    def changeEvent(self, event: QEvent) -> None:
+        # Rich text resolves link colours when it is set: re-render on a theme change.
+        if event.type() == QEvent.Type.PaletteChange:
+            self._render()
+        super().changeEvent(event)
+
     def closeEvent(self, event: QCloseEvent) -> None:
         self.health_timer.stop()
+        self.health.countdown.stop()
+        self._render_timer.stop()
         super().closeEvent(event)

@@ -1,0 +1,239 @@
+"""Take PNG screenshots of the main views with a small demo knowledge base.
+
+Run under a display (``make screenshots`` uses ``xvfb-run``)::
+
+    xvfb-run -a .venv/bin/python packaging/screenshots.py screenshots/
+
+It makes a throw-away ARCHIVIST_HOME, writes four sample documents (and a few
+pages of the Python docs when python3.11-doc is installed), starts a local
+stand-in language model that answers in Markdown, ingests, asks one question,
+and saves: chat.png, source.png, health.png, why.png, settings.png.
+The dark variant (chat-dark.png) checks that nothing assumes a light theme.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ANSWER = [
+    "The Old Harbour lighthouse was **built in 1874** [1].\n\n",
+    "- Its keeper, *Marta Quillon*, lit the lamp every night for thirty-one years [1].\n",
+    "- The lamp burned whale oil until 1902, when it was converted to kerosene [1].\n\n",
+    "See `lighthouse.txt` for the full history.",
+]
+QUESTION = "When was the lighthouse built, and who kept it?"
+
+
+def write_docs(folder: Path) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "lighthouse.txt").write_text(
+        "The Old Harbour lighthouse was built in 1874.\n\n"
+        "Its keeper, Marta Quillon, lit the lamp every night for thirty-one years.\n\n"
+        "The lamp burned whale oil until 1902, when it was converted to kerosene.\n",
+        encoding="utf-8",
+    )
+    (folder / "garden.md").write_text(
+        "# Community garden\n\n## Watering rota\n\n"
+        "Beds are watered on Tuesdays and Saturdays by the volunteer group.\n\n"
+        "## Compost\n\nThe compost bins are turned once a fortnight.\n",
+        encoding="utf-8",
+    )
+    (folder / "telescope.html").write_text(
+        "<html><head><title>Observatory notes</title></head><body><h1>Observatory notes</h1>"
+        "<p>The refracting telescope has an aperture of 240 millimetres.</p>"
+        "<p>Viewing nights are held on the first Friday of each month.</p></body></html>",
+        encoding="utf-8",
+    )
+    c = canvas.Canvas(str(folder / "ferry.pdf"), pagesize=A4)
+    for text in (
+        "Island ferry timetable\nThe morning ferry leaves the pier at 07:15.",
+        "Fares\nA return ticket to Gull Island costs eleven euros.\n"
+        "Bicycles travel free of charge on the ferry.",
+    ):
+        y = 800
+        for line in text.split("\n"):
+            c.drawString(60, y, line)
+            y -= 16
+        c.showPage()
+    c.save()
+    docs = Path("/usr/share/doc/python3.11/html/tutorial")
+    if docs.is_dir():
+        for name in ("controlflow.html", "datastructures.html", "errors.html"):
+            if (docs / name).is_file():
+                shutil.copy(docs / name, folder / f"python-{name}")
+
+
+async def wait_for(predicate: object, limit_s: float = 120.0) -> None:
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.05)
+
+
+async def settle(ms: int = 400) -> None:
+    await asyncio.sleep(ms / 1000)  # the loop paints meanwhile
+
+
+async def main(out: Path, home: Path) -> int:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtWidgets import QApplication, QScrollArea
+
+    from app.bridge import ServicesBridge
+    from app.window import MainWindow
+    from core.config import load_settings
+    from tests.support.fake_llm import FakeLLM, Succeed, closed_port
+
+    docs = home / "demo-docs"
+    write_docs(docs)
+    with FakeLLM(Succeed(ANSWER, 0.05)) as llm:
+        (home / "archivist.toml").write_text(
+            f"""[ingest]
+embed = true
+
+[[providers]]
+name = "local-llm"
+kind = "openai"
+base_url = "{llm.base_url}"
+model = "demo"
+
+[[providers]]
+name = "backup"
+kind = "openai"
+base_url = "http://127.0.0.1:{closed_port()}/v1"
+""",
+            encoding="utf-8",
+        )
+        bridge = ServicesBridge(load_settings())
+        window = MainWindow(bridge)
+        window.resize(1500, 900)
+        window.show()
+        await bridge.start()
+        await wait_for(lambda: bridge.started)
+        await bridge.services.wait_ready()
+        window.ingest_paths([str(docs)])
+        await wait_for(lambda: window.last_report is not None, 300)
+        bridge.force_breaker("backup", "open")  # show an open circuit in the panel
+        window.question.setPlainText(QUESTION)
+        window.send()
+        await wait_for(lambda: len(window.conv.turns) == 1, 120)
+        bridge.refresh_status()
+        await settle(1500)
+        window.chat.verticalScrollBar().setValue(0)
+        await settle()
+        window.library_dock.raise_()
+        await settle()
+        window.grab().save(str(out / "chat.png"))
+
+        window.health_dock.raise_()
+        await settle(600)
+        window.grab().save(str(out / "health.png"))
+        for area in window.health.findChildren(QScrollArea):
+            area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+        await settle()
+        window.health_dock.grab().save(str(out / "health-requests.png"))
+
+        window.chat.anchorClicked.emit(QUrl("cite:0:1"))
+        await wait_for(lambda: window.source_dialog is not None)
+        await settle()
+        assert window.source_dialog is not None
+        window.source_dialog.grab().save(str(out / "source.png"))
+        window.source_dialog.close()
+
+        window.show_last_why()
+        await settle()
+        assert window.why_dialog is not None
+        window.why_dialog.grab().save(str(out / "why.png"))
+        window.why_dialog.close()
+
+        window.open_settings()
+        await settle()
+        assert window.settings_dialog is not None
+        window.settings_dialog.grab().save(str(out / "settings.png"))
+        window.settings_dialog.close()
+
+        # The same chat under a dark palette: text and highlights must stay readable.
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
+        window.library_dock.raise_()
+        await settle(600)
+        window.grab().save(str(out / "chat-dark.png"))
+        window.chat.anchorClicked.emit(QUrl("cite:0:1"))
+        await wait_for(
+            lambda: window.source_dialog is not None and window.source_dialog.isVisible()
+        )
+        await settle()
+        window.source_dialog.grab().save(str(out / "source-dark.png"))
+        window.source_dialog.close()
+
+        window.close()
+        await bridge.aclose()
+    return 0
+
+
+def dark_palette() -> object:
+    from PySide6.QtGui import QColor, QPalette
+
+    pal = QPalette()
+    role = QPalette.ColorRole
+    for r, c in (
+        (role.Window, "#2b2b2b"),
+        (role.WindowText, "#e6e6e6"),
+        (role.Base, "#1e1e1e"),
+        (role.AlternateBase, "#2b2b2b"),
+        (role.Text, "#e6e6e6"),
+        (role.Button, "#3a3a3a"),
+        (role.ButtonText, "#e6e6e6"),
+        (role.Highlight, "#3d6fb6"),
+        (role.HighlightedText, "#ffffff"),
+        (role.Link, "#7fb2ff"),
+        (role.ToolTipBase, "#3a3a3a"),
+        (role.ToolTipText, "#e6e6e6"),
+        (role.PlaceholderText, "#9a9a9a"),
+    ):
+        pal.setColor(r, QColor(c))
+    disabled = QPalette.ColorGroup.Disabled
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        pal.setColor(disabled, r, QColor("#7a7a7a"))
+    return pal
+
+
+def run() -> int:
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="archivist-shots-") as tmp:
+        home = Path(tmp)
+        os.environ["ARCHIVIST_HOME"] = str(home)
+        os.environ.pop("ARCHIVIST_DATABASE_URL", None)
+        os.environ.pop("ARCHIVIST_REDIS_URL", None)
+        app = QApplication.instance() or QApplication(sys.argv)
+        app.setApplicationName("Archivist")
+        assert isinstance(app, QApplication)
+        app.setQuitOnLastWindowClosed(False)  # we close the window before tearing down
+        code = int(qasync.run(main(out, home)))
+    print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,115 @@
+"""Saved conversations: round trip, search, atomic writes, Markdown export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.conversations import (
+    ConversationStore,
+    Turn,
+    explain,
+    make_title,
+    to_markdown,
+    turn_from_answer,
+)
+from core.errors import UsageError
+from core.providers.breaker import CircuitBreaker
+from core.types import Answer, CacheMatch, Chunk, Citation, ScoredChunk
+
+
+def _answer(question: str = "When was the lighthouse built?") -> Answer:
+    chunk = Chunk(1, 1, "/docs/lighthouse.txt", 0, "It was built in 1874.", 0, 21, None)
+    cite = Citation(1, 1, "/docs/lighthouse.txt", None, 0, 21, "It was built in 1874.", 0.9)
+    return Answer(
+        question=question,
+        text="It was built in 1874 [1].",
+        citations=(cite,),
+        provider="extractive",
+        cache="embedding",
+        degraded=True,
+        timings_ms={"total": 12.5},
+        request_id="abc",
+        retrieved=(ScoredChunk(chunk, 0.9, bm25_rank=1, bm25_score=3.2, fused_score=0.016),),
+        cache_match=CacheMatch("when was the lighthouse built", 0.97),
+        notice="Composed from your documents.",
+    )
+
+
+def test_a_saved_conversation_loads_back_equal(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations")
+    breaker = CircuitBreaker("local")
+    breaker.force_open()
+    conv = store.new().with_turn(turn_from_answer(_answer(), [breaker.snapshot()]))
+    store.save(conv)
+    loaded = store.load(conv.id)
+    assert loaded == conv
+    assert loaded.title == "When was the lighthouse built?"
+    why = loaded.turns[0].explanation
+    assert why is not None
+    assert why.breakers[0].state == "open"
+    assert why.cache_question == "when was the lighthouse built"
+    assert why.retrieved[0].bm25_score == 3.2 and why.retrieved[0].vector_score is None
+
+
+def test_search_finds_words_in_questions_and_answers_newest_first(tmp_path: Path) -> None:
+    clock = iter(range(1000, 2000))
+    store = ConversationStore(tmp_path, clock=lambda: float(next(clock)))
+    a = store.new().with_turn(Turn("ferry fares?", "eleven euros", 1001.0))
+    b = store.new().with_turn(Turn("lighthouse?", "built in 1874", 1005.0))
+    store.save(a)
+    store.save(b)
+    assert [s.id for s in store.search("")] == [b.id, a.id]
+    assert [s.id for s in store.search("ELEVEN")] == [a.id]
+    assert [s.id for s in store.search("built 1874")] == [b.id]
+    assert store.search("submarine") == []
+
+
+def test_an_unreadable_file_is_skipped_not_fatal(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    good = store.new().with_turn(Turn("q", "a", 1.0))
+    store.save(good)
+    (tmp_path / "0000000000000bad.json").write_text("{not json")
+    assert [s.id for s in store.search()] == [good.id]
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv = store.new()
+    for i in range(5):
+        conv = conv.with_turn(Turn(f"q{i}", f"a{i}", float(i)))
+        store.save(conv)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{conv.id}.json"]
+    assert len(json.loads((tmp_path / f"{conv.id}.json").read_text())["turns"]) == 5
+
+
+def test_ids_cannot_escape_the_folder(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    with pytest.raises(UsageError):
+        store.load("../../etc/passwd")
+
+
+def test_markdown_export_has_questions_answers_and_sources(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv = store.new().with_turn(turn_from_answer(_answer()))
+    out = store.export_markdown(conv, tmp_path / "out" / "chat.md")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# When was the lighthouse built?\n")
+    assert "## When was the lighthouse built?" in text
+    assert "It was built in 1874 [1]." in text
+    assert "- [1] `/docs/lighthouse.txt`: It was built in 1874." in text
+    assert to_markdown(conv).splitlines()[3:] == text.splitlines()[3:]
+
+
+def test_explanation_keeps_missing_scores_as_none() -> None:
+    why = explain(_answer())
+    r = why.retrieved[0]
+    assert (r.bm25_rank, r.vector_rank, r.rerank_score) == (1, None, None)
+    assert why.cache == "embedding" and why.cache_similarity == 0.97
+
+
+def test_long_questions_get_a_short_title() -> None:
+    title = make_title("word " * 100)
+    assert len(title) <= 80 and title.endswith("…")
