@@ -48,6 +48,7 @@ from core.providers.openai import OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
 from core.search import Hit, SearchIndex
+from core.watch import FolderWatcher
 from core.security.injection import InjectionDetector
 from core.security.sanitize import clean_question
 from core.types import (
@@ -116,6 +117,8 @@ class Services:
         self.engines_created = 0
         self._recent_latency_ms: list[float] = []
         self._audit: AuditLog | None = None
+        self._watcher: FolderWatcher | None = None
+        self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
         self._audit_stats: AuditStats | None = None
         self._limiter: EmbeddedRateLimiter | None = None
         self._detector = InjectionDetector(
@@ -166,6 +169,8 @@ class Services:
             self._model_task = asyncio.create_task(self._warm_model(), name="archivist-model-load")
         self._router = self._build_router()
         self._started = True
+        if s.watched_folders:
+            await self.watch(s.watched_folders)
         log.info("services started", extra={"home": str(s.home), "db": self._safe_db_url()})
 
     async def _warm_model(self) -> None:
@@ -196,6 +201,26 @@ class Services:
             breaker.add_listener(self._on_breaker)
             entries.append((provider, breaker))
         return ProviderRouter(entries, fallback or ExtractiveProvider())
+
+    async def watch(self, folders: Sequence[str]) -> None:
+        """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
+        if self._watcher is not None:
+            await self._watcher.aclose()
+        self._watcher = FolderWatcher(
+            folders, lambda paths: self.ingest(paths), on_report=self._on_watch_report
+        )
+        await self._watcher.start()
+
+    @property
+    def watched_folders(self) -> list[str]:
+        return list(self._watcher.folders) if self._watcher is not None else []
+
+    def _on_watch_report(self, folder: str, report: IngestReport) -> None:
+        for listener in list(self.watch_listeners):
+            try:
+                listener(folder, report)
+            except Exception:
+                log.exception("watch listener failed")
 
     def _build_limiter(self) -> EmbeddedRateLimiter:
         r = self.settings.rate_limit
@@ -230,6 +255,8 @@ class Services:
             self._closed = True
             return
         self._closed = True
+        if self._watcher is not None:
+            await self._watcher.aclose()
         for task in (self._model_task, self._index_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -732,6 +759,22 @@ class Services:
             if fb is not None:
                 components.append(ComponentHealth(f"provider:{fb.name}", "ok", "offline fallback"))
         components.append(ComponentHealth("cache", "disabled", "not configured in this build"))
+        watcher = self._watcher
+        if watcher is None:
+            components.append(ComponentHealth("watcher", "disabled", "no watched folders"))
+        else:
+            components.append(
+                ComponentHealth(
+                    "watcher",
+                    "ok" if watcher.running and not watcher.last_error else "degraded",
+                    f"{len(watcher.folders)} folder(s)",
+                    {
+                        "folders": watcher.folders,
+                        "batches": watcher.batches,
+                        "last_error": watcher.last_error,
+                    },
+                )
+            )
         worst = "ok"
         for c in components:
             if c.status == "down" and c.name in {"database", "search_index"}:
