@@ -48,7 +48,6 @@ from core.providers.openai import OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
 from core.search import Hit, SearchIndex
-from core.watch import FolderWatcher
 from core.security.injection import InjectionDetector
 from core.security.sanitize import clean_question
 from core.types import (
@@ -64,6 +63,7 @@ from core.types import (
     ScoredChunk,
     SearchFilters,
 )
+from core.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
 
