@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import multiprocessing
 import re
@@ -30,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import sqlalchemy as sa
 
 from core import store
 from core.audit import AuditEvent, AuditLog, AuditStats
+from core.cache import CacheService, EmbeddedBackend, RedisBackend, make_namespace
 from core.config import Settings
 from core.db.engine import create_engine_for, schema_revision, upgrade_schema
 from core.embedding import Embedder, FloatArray
@@ -44,7 +47,7 @@ from core.logs import request_context
 from core.providers.base import Provider
 from core.providers.breaker import BreakerTransition, CircuitBreaker
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider
-from core.providers.openai import OpenAIProvider
+from core.providers.openai import PROMPT_VERSION, OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
 from core.search import Hit, SearchIndex
@@ -53,6 +56,7 @@ from core.security.sanitize import clean_question
 from core.types import (
     Answer,
     AnswerChunk,
+    CacheMatch,
     Citation,
     ComponentHealth,
     ContextPassage,
@@ -72,6 +76,45 @@ REFUSAL = (
     "This question was not answered: it looks like an attempt to change Archivist's "
     "instructions ({categories}). Ask about the content of your documents instead."
 )
+
+
+def _payload(answer: Answer) -> dict[str, Any]:
+    """What the result cache keeps of an answer (JSON-able)."""
+    return {
+        "text": answer.text,
+        "provider": answer.provider,
+        "notice": answer.notice,
+        "citations": [c.to_json() for c in answer.citations],
+    }
+
+
+def _answer_from_payload(
+    question: str, payload: dict[str, Any], timings: dict[str, float], request_id: str
+) -> Answer:
+    citations = tuple(
+        Citation(
+            marker=int(c["marker"]),
+            chunk_id=int(c["chunk_id"]),
+            source=str(c["source"]),
+            page=c.get("page"),
+            start=int(c["start"]),
+            end=int(c["end"]),
+            text=str(c["text"]),
+            score=float(c["score"]),
+        )
+        for c in payload.get("citations", [])
+    )
+    return Answer(
+        question=question,
+        text=str(payload.get("text", "")),
+        citations=citations,
+        provider=str(payload.get("provider", "")),
+        cache="result",
+        degraded=False,
+        timings_ms=timings,
+        request_id=request_id,
+        notice=payload.get("notice"),
+    )
 
 
 class _AskTrace:
@@ -118,6 +161,9 @@ class Services:
         self._recent_latency_ms: list[float] = []
         self._audit: AuditLog | None = None
         self._watcher: FolderWatcher | None = None
+        self._cache: CacheService | None = None
+        self._kb_version = 0
+        self._changed_documents: set[int] = set()
         self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
         self._audit_stats: AuditStats | None = None
         self._limiter: EmbeddedRateLimiter | None = None
@@ -159,6 +205,13 @@ class Services:
         await self._audit.start()
         self._audit_stats = AuditStats(self._engine)
         self._limiter = self._build_limiter() if s.rate_limit.enabled else None
+        self._cache = CacheService(
+            s.cache,
+            RedisBackend(s.redis_url) if s.redis_url else None,
+            EmbeddedBackend(s.home / "cache.sqlite3", max_entries=s.cache.max_entries),
+        )
+        await self._cache.start()
+        self._kb_version = await asyncio.to_thread(self._read_kb_version)
         self._embedder = Embedder(s.embedding)
         self._index = SearchIndex(s.retrieval, s.index_dir)
         self._index_task = asyncio.create_task(
@@ -201,6 +254,36 @@ class Services:
             breaker.add_listener(self._on_breaker)
             entries.append((provider, breaker))
         return ProviderRouter(entries, fallback or ExtractiveProvider())
+
+    def _read_kb_version(self) -> int:
+        with self.engine.connect() as conn:
+            return store.kb_version(conn)
+
+    @property
+    def cache(self) -> CacheService:
+        assert self._cache is not None
+        return self._cache
+
+    def _namespace(self) -> str:
+        """Cached answers are scoped by knowledge base, provider chain and prompt."""
+        router = self.router
+        chain = []
+        for p in router.providers:
+            settings = getattr(p, "settings", None)
+            chain.append(f"{p.name}:{getattr(settings, 'model', '')}")
+        if router.fallback is not None:
+            chain.append(router.fallback.name)
+        return make_namespace(self._kb_version, ",".join(chain), PROMPT_VERSION)
+
+    async def evict_cached_answer(self, entry_id: str) -> bool:
+        """ "This answer is wrong": drop one cached answer."""
+        evicted = await self.cache.evict(entry_id)
+        self.audit("cache", "evicted" if evicted else "not_found", detail={"entry": entry_id})
+        return evicted
+
+    async def clear_cache(self) -> None:
+        await self.cache.invalidate_all()
+        self.audit("cache", "cleared")
 
     async def watch(self, folders: Sequence[str]) -> None:
         """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
@@ -271,6 +354,8 @@ class Services:
             self._http = None
         if self._limiter is not None:
             await self._limiter.aclose()
+        if self._cache is not None:
+            await self._cache.aclose()
         if self._audit is not None:
             await self._audit.aclose()  # flushes what is queued
         if self._executor is not None:
@@ -336,6 +421,7 @@ class Services:
         # relative to parsing and embedding, and it keeps search consistent.
         assert self._index is not None
         self._index.apply(delta)
+        self._changed_documents.update(delta.documents)
 
     async def ingest(
         self,
@@ -366,7 +452,23 @@ class Services:
                 detail={"summary": report.summary(), "paths": [str(p) for p in paths][:20]},
             )
         await asyncio.to_thread(self._index_save)
+        await self._after_change(report)
         return report
+
+    async def _after_change(self, report: IngestReport) -> None:
+        """New knowledge-base version: cached answers of the old one stop matching.
+
+        The namespace carries the version, so an addition (which could change any
+        answer) retires every cached answer without a key walk; answers that cited
+        changed or removed documents are also deleted outright.
+        """
+        changed = self._changed_documents
+        self._changed_documents = set()
+        version = await asyncio.to_thread(self._read_kb_version)
+        if version != self._kb_version:
+            self._kb_version = version
+            if changed and self._cache is not None:
+                await self._cache.invalidate_documents(changed)
 
     def _index_save(self) -> None:
         assert self._index is not None
@@ -452,8 +554,38 @@ class Services:
 
         index = await self._ready_index()
         timings["wait_index"] = (time.perf_counter() - t_start) * 1000
+        cache = (
+            self._cache if use_cache and self._cache is not None and self._cache.enabled else None
+        )
+        qvec = await self._cached_query_vector(text, index, timings, trace, cache)
+        namespace = self._namespace()
+        if cache is not None and qvec is not None and filters is None and top_k is None:
+            t0 = time.perf_counter()
+            hit = await cache.lookup_result(namespace, text, qvec)
+            timings["cache_lookup"] = (time.perf_counter() - t0) * 1000
+            if hit is not None:
+                trace.cache_layer = "result"
+                trace.outcome = "ok"
+                trace.provider = str(hit.payload.get("provider", ""))
+                trace.detail["cache_match"] = {
+                    "question": hit.question,
+                    "similarity": hit.similarity,
+                }
+                timings["total"] = (time.perf_counter() - t_start) * 1000
+                answer = _answer_from_payload(text, hit.payload, timings, trace.request_id)
+                answer = dataclasses.replace(
+                    answer,
+                    cache="result",
+                    cache_match=CacheMatch(hit.question, hit.similarity),
+                    cache_entry=hit.entry_id,
+                )
+                if on_token is not None:
+                    on_token(AnswerChunk(answer.text, answer.provider))
+                return answer
         k = top_k or self.settings.retrieval.top_k
-        scored = await self._search(index, text, k=k, filters=filters, timings=timings)
+        scored = await self._search(
+            index, text, k=k, filters=filters, timings=timings, query_vector=qvec
+        )
 
         # Retrieved text is data. Passages that read like instructions to a model
         # (indirect injection) are left out of the prompt and the user is told.
@@ -525,18 +657,31 @@ class Services:
                 "breakers": {snap.name: str(snap.state) for snap in router.health()},
             }
         )
-        return Answer(
+        answer = Answer(
             question=text,
             text=answer_text,
             citations=citations,
             provider=provider,
-            cache="miss",
+            cache="embedding" if trace.cache_layer == "embedding" else "miss",
             degraded=degraded,
             timings_ms=timings,
             request_id=trace.request_id,
             retrieved=tuple(scored),
             notice=" ".join(notices) or None,
         )
+        # Only a complete, normal answer is worth serving again.
+        if (
+            cache is not None
+            and qvec is not None
+            and trace.outcome in {"ok", "not_found"}
+            and filters is None
+            and top_k is None
+            and not dropped
+        ):
+            doc_ids = {sc.chunk.document_id for sc in kept}
+            entry = await cache.put_result(namespace, text, qvec, _payload(answer), doc_ids)
+            answer = dataclasses.replace(answer, cache_entry=entry)
+        return answer
 
     def _record_ask(self, trace: _AskTrace) -> None:
         total = trace.timings.get("total", 0.0)
@@ -564,6 +709,32 @@ class Services:
                 "timings_ms": detail["timings_ms"],
             },
         )
+
+    async def _cached_query_vector(
+        self,
+        text: str,
+        index: SearchIndex,
+        timings: dict[str, float],
+        trace: _AskTrace,
+        cache: CacheService | None,
+    ) -> FloatArray | None:
+        """The query embedding: from layer 1 of the cache, else computed (and cached)."""
+        embedder = self._embedder
+        if embedder is None or not self.settings.ingest.embed:
+            return None
+        if cache is not None:
+            t0 = time.perf_counter()
+            vec = await cache.get_embedding(embedder.model_id, text)
+            if vec is not None:
+                timings["embed_query"] = (time.perf_counter() - t0) * 1000
+                trace.cache_layer = "embedding"
+                return np.asarray(vec, dtype=np.float32)
+        if index.vector_count == 0 and cache is None:
+            return None
+        vec = await self._query_vector(text, index, timings, force=cache is not None)
+        if vec is not None and cache is not None:
+            await cache.put_embedding(embedder.model_id, text, vec)
+        return vec
 
     async def search(
         self,
@@ -606,10 +777,12 @@ class Services:
         return scored
 
     async def _query_vector(
-        self, text: str, index: SearchIndex, timings: dict[str, float]
+        self, text: str, index: SearchIndex, timings: dict[str, float], *, force: bool = False
     ) -> FloatArray | None:
         embedder = self._embedder
-        if embedder is None or index.vector_count == 0 or not self.settings.ingest.embed:
+        if embedder is None or not self.settings.ingest.embed:
+            return None
+        if index.vector_count == 0 and not force:
             return None
         t0 = time.perf_counter()
         try:
@@ -758,7 +931,12 @@ class Services:
             fb = router.fallback
             if fb is not None:
                 components.append(ComponentHealth(f"provider:{fb.name}", "ok", "offline fallback"))
-        components.append(ComponentHealth("cache", "disabled", "not configured in this build"))
+        if self._cache is not None:
+            cache_health = self._cache.health().to_component()
+            metrics = self._cache.metrics().to_json()
+            components.append(
+                dataclasses.replace(cache_health, data={**cache_health.data, "metrics": metrics})
+            )
         watcher = self._watcher
         if watcher is None:
             components.append(ComponentHealth("watcher", "disabled", "no watched folders"))

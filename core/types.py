@@ -216,6 +216,7 @@ class Answer:
     retrieved: tuple[ScoredChunk, ...] = ()
     cache_match: CacheMatch | None = None
     notice: str | None = None  # shown to the user, e.g. why the answer is degraded
+    cache_entry: str | None = None  # the result-cache entry holding it (to evict it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -234,6 +235,7 @@ class Answer:
             ),
             "degraded": self.degraded,
             "notice": self.notice,
+            "cache_entry": self.cache_entry,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "request_id": self.request_id,
         }

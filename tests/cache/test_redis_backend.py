@@ -1,0 +1,130 @@
+"""Redis backend specifics: server TTLs, two processes converging, reload by SCAN, no KEYS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.cache.redis_backend import RedisBackend
+from tests.support.redis_server import RedisServer
+
+from .conftest import CommandMonitor
+from .helpers import FakeClock, entry, vec
+
+pytestmark = pytest.mark.redis
+
+
+async def test_keys_carry_server_side_ttls(redis_server: RedisServer, prefix: str) -> None:
+    clock = FakeClock()
+    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    await b.start()
+    await b.put_embedding("k", vec(1), ttl_s=60)
+    await b.put_result(entry("e1", v=vec(1), docs=(3,), now=clock(), ttl=7200))
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert 59_000 < await r.pttl(f"{prefix}:emb:k") <= 60_000
+        assert 7_199_000 < await r.pttl(f"{prefix}:g0:res:e1") <= 7_200_000
+        assert 7_199_000 < await r.pttl(f"{prefix}:g0:doc:3") <= 7_200_000
+    finally:
+        await r.aclose()
+        await b.aclose()
+
+
+async def test_two_processes_converge_through_the_change_log(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    clock = FakeClock()
+    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    await a.start()
+    await b.start()
+    try:
+        await a.put_result(entry("e1", question="Q1", v=vec(1), now=clock()))
+        await b.sync_now()
+        assert [c.entry_id for c in await b.search("ns1", vec(1), 0.9, 5)] == ["e1"]
+        await a.evict("e1")
+        await b.sync_now()
+        assert await b.search("ns1", vec(1), 0.9, 5) == []
+
+        await a.put_result(entry("e2", v=vec(2), now=clock()))
+        await b.sync_now()
+        await a.invalidate_all()
+        await b.sync_now()
+        assert await b.entry_count() == 0
+        assert b.generation == a.generation == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_stale_local_index_never_serves_a_removed_entry(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    clock = FakeClock()
+    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
+    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
+    await a.start()
+    await a.put_result(entry("e1", v=vec(1), docs=(5,), now=clock()))
+    await a.put_result(entry("e2", v=vec(2), now=clock()))
+    await b.start()  # loads both by SCAN
+    try:
+        await a.invalidate_documents([5])
+        await a.invalidate_all()
+        # b has not read the change log yet: its index still lists e2, but fetch decides
+        assert b.generation == 0
+        assert await b.fetch("e2") is None
+        assert b.generation == 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_start_loads_existing_entries_by_scan(redis_server: RedisServer, prefix: str) -> None:
+    clock = FakeClock()
+    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    await a.start()
+    for i in range(2_500):  # more than two SCAN batches
+        await a.put_result(entry(f"e{i}", v=vec(i), now=clock()))
+    await a.aclose()
+    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    await b.start()
+    try:
+        assert await b.entry_count() == 2_500
+        assert [c.entry_id for c in await b.search("ns1", vec(42), 0.99, 1)] == ["e42"]
+    finally:
+        await b.aclose()
+
+
+async def test_the_keys_command_is_never_sent(
+    redis_server: RedisServer, redis_monitor: CommandMonitor, prefix: str
+) -> None:
+    """Every backend operation, a reload and invalidate_all, under MONITOR."""
+    own = CommandMonitor(redis_server.port)
+    clock = FakeClock()
+    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    await a.start()
+    await a.put_embedding("k", vec(1), 60)
+    await a.get_embedding("k")
+    for i in range(20):
+        await a.put_result(entry(f"e{i}", v=vec(i), docs=(i % 3,), now=clock()))
+    await b.start()
+    await a.search("ns1", vec(1), 0.5, 5)
+    await a.fetch("e1")
+    await a.evict("e2")
+    await a.invalidate_documents([1])
+    await a.invalidate_all()
+    await b.sync_now()
+    await b.fetch("e3")
+    await a.entry_count()
+    await a.ping()
+    await a.aclose()
+    await b.aclose()
+    await asyncio.sleep(0.2)
+    own.close()
+    seen = set(own.commands())
+    assert {"SCAN", "HGETALL", "UNLINK", "INCRBY", "XADD", "XREAD"} <= seen, " ".join(sorted(seen))
+    assert "KEYS" not in seen
+    assert "KEYS" not in redis_monitor.commands()  # everything else this session sent
