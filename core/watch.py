@@ -66,7 +66,7 @@ class FolderWatcher:
     async def _run(self) -> None:
         from watchfiles import awatch
 
-        existing = [f for f in self.folders if Path(f).is_dir()]
+        existing = await asyncio.to_thread(lambda: [f for f in self.folders if Path(f).is_dir()])
         for missing in sorted(set(self.folders) - set(existing)):
             log.warning("watched folder %s does not exist; not watched", missing)
         if not existing:

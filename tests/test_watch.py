@@ -12,8 +12,8 @@ from core.services import Services
 from core.types import FileStatus, IngestReport
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(predicate: Callable[[], bool], limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
