@@ -11,12 +11,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test check lint typecheck pytest bench clean system-deps system-deps-test
+.PHONY: run test check lint typecheck pytest bench clean system-deps system-deps-test local-model
 
-run: system-deps $(VENV)/.installed
+run: system-deps $(VENV)/.installed local-model
 	$(BIN)/archivist gui
 
-test: system-deps-test $(VENV)/.installed-dev check pytest
+test: system-deps-test $(VENV)/.installed-dev local-model check pytest
+
+# The local LLM (llama-cpp-python + Qwen2.5-Coder-0.5B). ARCHIVIST_SKIP_LOCAL_MODEL=1 skips it;
+# the app then answers with the offline extractive provider or a configured server.
+local-model: | $(VENV)/.torch
+	@packaging/install-local-model.sh $(BIN)/pip
 
 check: lint typecheck
 

@@ -144,6 +144,7 @@ class ProviderSettings:
     connect_timeout_s: float = 5.0
     first_token_timeout_s: float = 15.0
     max_tokens: int = 512
+    threads: int = 2  # llama_cpp only: CPU threads for the in-process model
     breaker: BreakerSettings | None = None  # None: the global [breaker] table
 
     def validate(self, file: str | None, index: int) -> None:
@@ -254,6 +255,10 @@ class Settings:
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     audit: AuditSettings = field(default_factory=AuditSettings)
     watched_folders: tuple[str, ...] = ()
+    # Without [[providers]]: "auto" puts the local model first when it is installed,
+    # "off" answers extractively; a catalog name or .gguf path picks the model.
+    local_model: str = "auto"
+    models_dir_override: Path | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -265,7 +270,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.models_dir_override or self.home / "models"
 
     def validate(self) -> None:
         file = str(self.config_file) if self.config_file else None
@@ -342,10 +347,14 @@ def load_settings(
     redis_url = env.get("ARCHIVIST_REDIS_URL") or data.pop("redis_url", None)
     data.pop("redis_url", None)
     values["redis_url"] = redis_url or None
+    if env.get("ARCHIVIST_LOCAL_MODEL"):
+        data["local_model"] = env["ARCHIVIST_LOCAL_MODEL"]
+    if env.get("ARCHIVIST_MODELS_DIR"):
+        values["models_dir_override"] = Path(env["ARCHIVIST_MODELS_DIR"]).expanduser().resolve()
 
     hints = typing.get_type_hints(Settings)
     for key, raw in data.items():
-        if key not in hints or key in {"home", "config_file"}:
+        if key not in hints or key in {"home", "config_file", "models_dir_override"}:
             raise ConfigError("unknown setting", key=key, file=file)
         if key == "providers":
             if not isinstance(raw, list):
@@ -358,8 +367,10 @@ def load_settings(
             if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
                 raise ConfigError("must be a list of folder paths", key=key, file=file)
             values[key] = tuple(raw)
-        else:
+        elif dataclasses.is_dataclass(hints[key]):
             values[key] = _build(hints[key], raw, key, file)
+        else:
+            values[key] = _coerce(hints[key], raw, key, file)
     values.update(overrides)
     settings = Settings(**values)
     settings.validate()

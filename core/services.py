@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from core import store
 from core.audit import AuditEvent, AuditLog, AuditStats
 from core.cache import CacheService, EmbeddedBackend, RedisBackend, make_namespace
-from core.config import Settings
+from core.config import ProviderSettings, Settings
 from core.db.engine import create_engine_for, schema_revision, upgrade_schema
 from core.embedding import Embedder, FloatArray
 from core.errors import ArchivistError, ModelError, RateLimited, StorageError, UsageError
@@ -47,6 +47,7 @@ from core.logs import request_context
 from core.providers.base import Provider
 from core.providers.breaker import BreakerTransition, CircuitBreaker
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider
+from core.providers.llama_cpp import LlamaCppProvider, local_model_available
 from core.providers.openai import PROMPT_VERSION, OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
@@ -247,13 +248,40 @@ class Services:
             elif p.kind == "extractive":
                 fallback = ExtractiveProvider(p.name)
                 continue
+            elif p.kind == "llama_cpp":
+                provider = LlamaCppProvider(p, self.settings.models_dir, n_threads=p.threads)
             else:
                 log.warning("provider %s of kind %s is not available here; skipped", p.name, p.kind)
                 continue
             breaker = CircuitBreaker(p.name, p.breaker or self.settings.breaker)
             breaker.add_listener(self._on_breaker)
             entries.append((provider, breaker))
+        if not self.settings.providers:
+            local = self._default_local_provider()
+            if local is not None:
+                breaker = CircuitBreaker(local.name, self.settings.breaker)
+                breaker.add_listener(self._on_breaker)
+                entries.append((local, breaker))
         return ProviderRouter(entries, fallback or ExtractiveProvider())
+
+    def _default_local_provider(self) -> LlamaCppProvider | None:
+        """The local model when it is installed (and not switched off), else None."""
+        choice = self.settings.local_model
+        if choice == "off":
+            return None
+        name = local_model_available(self.settings.models_dir, None if choice == "auto" else choice)
+        if name is None:
+            return None
+        # A CPU model needs time: prefill of ~1,000 context tokens takes seconds.
+        settings = ProviderSettings(
+            name="local",
+            kind="llama_cpp",
+            model=name,
+            timeout_s=180.0,
+            first_token_timeout_s=90.0,
+        )
+        log.info("local model %s is the first provider", name)
+        return LlamaCppProvider(settings, self.settings.models_dir)
 
     def _read_kb_version(self) -> int:
         with self.engine.connect() as conn:

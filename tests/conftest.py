@@ -53,6 +53,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ARCHIVIST_HOME", str(h))
     monkeypatch.delenv("ARCHIVIST_DATABASE_URL", raising=False)
     monkeypatch.delenv("ARCHIVIST_REDIS_URL", raising=False)
+    # Tests answer extractively unless they ask for a model (it is slow and large).
+    monkeypatch.setenv("ARCHIVIST_LOCAL_MODEL", "off")
     return h
 
 

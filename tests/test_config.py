@@ -68,3 +68,13 @@ def test_broken_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
         load_settings(cfg, env={"ARCHIVIST_HOME": str(tmp_path)})
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "nope.toml", env={"ARCHIVIST_HOME": str(tmp_path)})
+
+
+def test_local_model_choice_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(env={"ARCHIVIST_HOME": str(tmp_path)}).local_model == "auto"
+    (tmp_path / "archivist.toml").write_text('local_model = "off"\n')
+    assert load_settings(env={"ARCHIVIST_HOME": str(tmp_path)}).local_model == "off"
+    env = {"ARCHIVIST_HOME": str(tmp_path), "ARCHIVIST_LOCAL_MODEL": "model.gguf"}
+    assert load_settings(env=env).local_model == "model.gguf"
+    env["ARCHIVIST_MODELS_DIR"] = str(tmp_path / "m")
+    assert load_settings(env=env).models_dir == (tmp_path / "m").resolve()
