@@ -35,7 +35,19 @@ from core.types import SearchFilters
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def keyword_text(text: str, heading_path: tuple[str, ...]) -> str:
+    """What BM25 indexes for a chunk: its section's headings, then its text.
+
+    A chunk deep in a page rarely repeats the page's subject ("functools",
+    "Logging HOWTO"); its heading path does. Indexing the headings with the
+    text lets a query about the subject find every part of the section.
+    """
+    if not heading_path:
+        return text
+    return " / ".join(heading_path) + "\n" + text
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +138,8 @@ class SearchIndex:
         self._vectors.open(vectors_dir)
         with engine.connect() as conn:
             for batch in store.iter_chunk_texts(conn):
-                ids = [cid for cid, _ in batch]
-                self._bm25.add(ids, [self.analyzer.tokens(text) for _, text in batch])
+                ids = [cid for cid, _, _ in batch]
+                self._bm25.add(ids, [self.analyzer.tokens(keyword_text(t, h)) for _, t, h in batch])
             for ids, matrix in store.iter_chunk_vectors(conn, model_id):
                 self._vectors.add(ids, matrix)
         self.loaded_from = "database"
@@ -174,7 +186,13 @@ class SearchIndex:
                 self._doc_path[doc_id] = path
             if delta.added:
                 ids = [c.id for c in delta.added]
-                self._bm25.add(ids, [self.analyzer.tokens(c.text) for c in delta.added])
+                self._bm25.add(
+                    ids,
+                    [
+                        self.analyzer.tokens(keyword_text(c.text, c.heading_path))
+                        for c in delta.added
+                    ],
+                )
                 if delta.vectors is not None and self._vectors is not None:
                     self._vectors.add(ids, delta.vectors)
                 for chunk, kind in zip(delta.added, delta.kinds, strict=False):

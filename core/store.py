@@ -260,19 +260,24 @@ def chunks_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, Chunk]:
     return out
 
 
-def iter_chunk_texts(conn: Connection, batch: int = 5000) -> Iterator[list[tuple[int, str]]]:
-    """All (chunk id, text) pairs in id order, in batches (for index rebuilds)."""
+def iter_chunk_texts(
+    conn: Connection, batch: int = 5000
+) -> Iterator[list[tuple[int, str, tuple[str, ...]]]]:
+    """All (chunk id, text, heading path) in id order, in batches (for index rebuilds)."""
     last = 0
     while True:
         rows = conn.execute(
-            sa.select(chunks.c.id, chunks.c.text)
+            sa.select(chunks.c.id, chunks.c.text, chunks.c.heading_path)
             .where(chunks.c.id > last)
             .order_by(chunks.c.id)
             .limit(batch)
         ).all()
         if not rows:
             return
-        yield [(r.id, r.text) for r in rows]
+        yield [
+            (r.id, r.text, tuple(r.heading_path.split(HEADING_SEP)) if r.heading_path else ())
+            for r in rows
+        ]
         last = rows[-1].id
 
 
