@@ -26,7 +26,7 @@ import logging
 import multiprocessing
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -516,19 +516,30 @@ class Services:
         filters: SearchFilters | None = None,
         top_k: int | None = None,
         session: str = "default",
+        skip_providers: Collection[str] = (),
     ) -> Answer:
         """Answer ``question`` from the knowledge base, with citations.
 
         Raises ``UsageError`` for an empty or over-long question and
         ``RateLimited`` when the session asks too fast; every other fault ends in
         an answer (degraded if need be), never in an exception.
+        ``skip_providers`` regenerates an answer that broke off mid-stream on the
+        next providers (and bypasses the cache).
         """
         text = clean_question(question, self.settings.security.max_question_chars)
         t_start = time.perf_counter()
         with request_context() as rid:
             trace = _AskTrace(rid, session, text)
             try:
-                answer = await self._ask(text, trace, use_cache, on_token, filters, top_k)
+                answer = await self._ask(
+                    text,
+                    trace,
+                    use_cache and not skip_providers,
+                    on_token,
+                    filters,
+                    top_k,
+                    skip_providers,
+                )
             except RateLimited:
                 trace.outcome = "rate_limited"
                 raise
@@ -549,6 +560,7 @@ class Services:
         on_token: Callable[[AnswerChunk], None] | None,
         filters: SearchFilters | None,
         top_k: int | None,
+        skip_providers: Collection[str] = (),
     ) -> Answer:
         timings = trace.timings
         t_start = time.perf_counter()
@@ -643,7 +655,7 @@ class Services:
         first_token_ms: float | None = None
         router = self.router
         attempts: list[dict[str, Any]] = []
-        async for event in router.stream(request):
+        async for event in router.stream(request, skip=skip_providers):
             if isinstance(event, Token):
                 if first_token_ms is None:
                     first_token_ms = (time.perf_counter() - t0) * 1000
