@@ -653,6 +653,7 @@ class Services:
         provider = ""
         degraded = False
         first_token_ms: float | None = None
+        interrupted_by: str | None = None
         router = self.router
         attempts: list[dict[str, Any]] = []
         async for event in router.stream(request, skip=skip_providers):
@@ -670,7 +671,7 @@ class Services:
                 if event.notice and router.names():
                     notices.append(event.notice)
             elif isinstance(event, MidStreamFailure):
-                pass  # Done carries the same notice
+                interrupted_by = event.provider  # Done carries the notice
             elif isinstance(event, Attempt):
                 attempts.append(
                     {
@@ -708,6 +709,7 @@ class Services:
             request_id=trace.request_id,
             retrieved=tuple(scored),
             notice=" ".join(notices) or None,
+            interrupted_by=interrupted_by,
         )
         # Only a complete, normal answer is worth serving again.
         if (

@@ -217,6 +217,9 @@ class Answer:
     cache_match: CacheMatch | None = None
     notice: str | None = None  # shown to the user, e.g. why the answer is degraded
     cache_entry: str | None = None  # the result-cache entry holding it (to evict it)
+    # The provider whose stream broke off after text reached the user: the UI offers
+    # to regenerate with ``ask(question, skip_providers={interrupted_by})``.
+    interrupted_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -236,6 +239,7 @@ class Answer:
             "degraded": self.degraded,
             "notice": self.notice,
             "cache_entry": self.cache_entry,
+            "interrupted_by": self.interrupted_by,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "request_id": self.request_id,
         }
