@@ -15,6 +15,7 @@ Both follow ``RateLimiter``; one contract test suite runs against each.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.errors import CacheUnavailable, RateLimited
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -253,3 +256,34 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
+
+
+class FailoverRateLimiter:
+    """Redis buckets while Redis answers, in-process buckets when it does not.
+
+    A limit that silently stopped applying would be worse than a slightly
+    looser one: during a Redis outage each process enforces the same buckets
+    locally, and the log says so once per outage.
+    """
+
+    def __init__(self, primary: RateLimiter, fallback: RateLimiter) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self.fallback_active = False
+
+    async def acquire(self, key: str) -> RateDecision:
+        try:
+            decision = await self._primary.acquire(key)
+        except CacheUnavailable as exc:
+            if not self.fallback_active:
+                log.warning("rate limiting falls back to in-process buckets: %s", exc)
+            self.fallback_active = True
+            return await self._fallback.acquire(key)
+        if self.fallback_active:
+            log.info("rate limiting is back on Redis")
+        self.fallback_active = False
+        return decision
+
+    async def aclose(self) -> None:
+        await self._primary.aclose()
+        await self._fallback.aclose()

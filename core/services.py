@@ -50,7 +50,14 @@ from core.providers.extractive import NOT_FOUND, ExtractiveProvider
 from core.providers.llama_cpp import LlamaCppProvider, local_model_available
 from core.providers.openai import PROMPT_VERSION, OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
-from core.ratelimit import BucketSpec, EmbeddedRateLimiter, RateLimitSettings
+from core.ratelimit import (
+    BucketSpec,
+    EmbeddedRateLimiter,
+    FailoverRateLimiter,
+    RateLimiter,
+    RateLimitSettings,
+    RedisRateLimiter,
+)
 from core.search import Hit, SearchIndex
 from core.security.injection import InjectionDetector
 from core.security.sanitize import clean_question
@@ -151,6 +158,7 @@ class Services:
         self._index: SearchIndex | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._model_task: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._ingestor: Ingestor | None = None
         self._router: ProviderRouter | None = None
@@ -162,12 +170,14 @@ class Services:
         self._recent_latency_ms: list[float] = []
         self._audit: AuditLog | None = None
         self._watcher: FolderWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: CacheService | None = None
         self._kb_version = 0
         self._changed_documents: set[int] = set()
         self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
         self._audit_stats: AuditStats | None = None
-        self._limiter: EmbeddedRateLimiter | None = None
+        self._limiter: RateLimiter | None = None
+        self._redis_limiter_client: Any = None
         self._detector = InjectionDetector(
             flag_at=settings.security.flag_at, block_at=settings.security.block_at
         )
@@ -189,7 +199,7 @@ class Services:
         """Create and open every resource (idempotent)."""
         if self._started:
             return
-        asyncio.get_running_loop()  # must be called inside the loop that will use us
+        self._loop = asyncio.get_running_loop()  # the loop that will use us
         self.started_at = time.time()
         s = self.settings
         for folder in (s.home, s.log_dir, s.index_dir):
@@ -222,6 +232,7 @@ class Services:
         if warm_models and s.ingest.embed:
             self._model_task = asyncio.create_task(self._warm_model(), name="archivist-model-load")
         self._router = self._build_router()
+        self._prune_task = asyncio.create_task(self._prune_quietly(), name="archivist-prune")
         self._started = True
         if s.watched_folders:
             await self.watch(s.watched_folders)
@@ -333,18 +344,26 @@ class Services:
             except Exception:
                 log.exception("watch listener failed")
 
-    def _build_limiter(self) -> EmbeddedRateLimiter:
+    def _build_limiter(self) -> RateLimiter:
+        """Token buckets: on Redis when configured (shared by every process), else local."""
         r = self.settings.rate_limit
-        return EmbeddedRateLimiter(
-            RateLimitSettings(
-                per_session=BucketSpec(r.session_rate_per_s, r.session_burst)
-                if r.session_rate_per_s > 0
-                else None,
-                global_=BucketSpec(r.global_rate_per_s, r.global_burst)
-                if r.global_rate_per_s > 0
-                else None,
-            )
+        buckets = RateLimitSettings(
+            per_session=BucketSpec(r.session_rate_per_s, r.session_burst)
+            if r.session_rate_per_s > 0
+            else None,
+            global_=BucketSpec(r.global_rate_per_s, r.global_burst)
+            if r.global_rate_per_s > 0
+            else None,
         )
+        local = EmbeddedRateLimiter(buckets)
+        if not self.settings.redis_url:
+            return local
+        import redis.asyncio as aioredis
+
+        self._redis_limiter_client = aioredis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        return FailoverRateLimiter(RedisRateLimiter(self._redis_limiter_client, buckets), local)
 
     def _on_breaker(self, t: BreakerTransition) -> None:
         log.warning("breaker %s: %s -> %s (%s)", t.provider, t.old, t.new, t.reason)
@@ -356,9 +375,22 @@ class Services:
         )
 
     def audit(self, action: str, outcome: str, **fields: Any) -> None:
-        """Record an audit event (never blocks; written in batches by one writer)."""
-        if self._audit is not None:
-            self._audit.record(AuditEvent(ts=time.time(), action=action, outcome=outcome, **fields))
+        """Record an audit event (never blocks; written in batches by one writer).
+
+        Safe from any thread: off the loop, the event is handed to the loop.
+        """
+        audit = self._audit
+        if audit is None:
+            return
+        event = AuditEvent(ts=time.time(), action=action, outcome=outcome, **fields)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop or self._loop is None:
+            audit.record(event)
+        else:
+            self._loop.call_soon_threadsafe(audit.record, event)
 
     async def aclose(self) -> None:
         """Release everything in reverse order of creation (idempotent)."""
@@ -368,7 +400,7 @@ class Services:
         self._closed = True
         if self._watcher is not None:
             await self._watcher.aclose()
-        for task in (self._model_task, self._index_task):
+        for task in (self._prune_task, self._model_task, self._index_task):
             if task is not None and not task.done():
                 task.cancel()
                 try:
@@ -382,6 +414,8 @@ class Services:
             self._http = None
         if self._limiter is not None:
             await self._limiter.aclose()
+        if self._redis_limiter_client is not None:
+            await self._redis_limiter_client.aclose()
         if self._cache is not None:
             await self._cache.aclose()
         if self._audit is not None:
@@ -445,11 +479,39 @@ class Services:
         return self._ingestor
 
     def _on_index_change(self, delta: IndexDelta) -> None:
-        # Called from the pipeline (event loop); the index update itself is cheap
-        # relative to parsing and embedding, and it keeps search consistent.
+        """Apply an ingestion change (called from a worker thread of the pipeline)."""
         assert self._index is not None
         self._index.apply(delta)
         self._changed_documents.update(delta.documents)
+        self._flag_injections(delta)
+
+    def _flag_injections(self, delta: IndexDelta) -> None:
+        """Indirect prompt injection: flag chunks that read like instructions to a model.
+
+        Flagged chunks stay searchable (the user may be reading about attacks) but
+        are recorded in the audit log and the log; at ask time, chunks the
+        detector blocks are kept out of the prompt.
+        """
+        for chunk in delta.added:
+            report = self._detector.scan(chunk.text, source="document")
+            if report.flagged:
+                log.warning(
+                    "possible prompt injection in %s (chunk %d): %s",
+                    chunk.source,
+                    chunk.id,
+                    ", ".join(report.categories),
+                )
+                self.audit(
+                    "injection",
+                    "blocked" if report.blocked else "flagged",
+                    detail={
+                        "path": chunk.source,
+                        "chunk_id": chunk.id,
+                        "page": chunk.page,
+                        "score": round(report.score, 3),
+                        "categories": list(report.categories),
+                    },
+                )
 
     async def ingest(
         self,
@@ -1026,6 +1088,15 @@ class Services:
             "uptime_s": round(time.time() - self.started_at, 1),
         }
         return data
+
+    async def _prune_quietly(self) -> None:
+        try:
+            removed = await self.prune_audit()
+        except Exception as exc:  # retention must never stop the app
+            log.warning("audit retention pruning failed: %s", exc)
+            return
+        if removed:
+            log.info("audit retention: %d old events removed", removed)
 
     async def prune_audit(self) -> int:
         """Delete audit rows older than the retention setting (in batches)."""

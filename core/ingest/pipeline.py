@@ -147,7 +147,7 @@ class Ingestor:
         *,
         embedder: Embedder | None,
         executor: concurrent.futures.Executor,
-        on_change: Callable[[IndexDelta], None],
+        on_change: Callable[[IndexDelta], None],  # called from worker threads
         supported: frozenset[str],
     ) -> None:
         self._engine = engine
@@ -477,7 +477,8 @@ class Ingestor:
             log.exception("store failed for %s", work.path)
             return FileOutcome(work.path, FileStatus.FAILED, reason=reason)
         timings["store"] += time.perf_counter() - t0
-        self._on_change(delta)
+        # Index updates tokenize every chunk: a worker thread, never the event loop.
+        await asyncio.to_thread(self._on_change, delta)
         status = FileStatus.ADDED if work.existing_id is None else FileStatus.UPDATED
         return FileOutcome(work.path, status, chunks=len(result.drafts))
 
