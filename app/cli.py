@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=float, default=None, help="only the last N days (default: all time)"
     )
 
+    p = sub.add_parser("cache", help="manage cached answers")
+    cs = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    ev_ = cs.add_parser("evict", help='drop one cached answer ("this answer is wrong")')
+    ev_.add_argument("entry", help="the cache_entry of an answer (ask --json shows it)")
+    cs.add_parser("clear", help="retire every cached answer")
+
     p = sub.add_parser("eval", help="measure retrieval quality on a question set")
     ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     r = ev.add_parser("retrieval", help="Recall@k, MRR, nDCG and latency per retrieval mode")
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "stats": _stats,
         "quarantine": _quarantine,
         "eval": _eval,
+        "cache": _cache,
     }
     try:
         return _run(handlers[command](args, settings))
@@ -359,6 +366,20 @@ async def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
         else:
             for p, r, _ in rows:
                 print(f"{p}: {r}")
+        return EXIT_OK
+
+    return await _with_services(settings, body)
+
+
+async def _cache(args: argparse.Namespace, settings: Settings) -> int:
+    async def body(services: Any) -> int:
+        if args.cache_command == "evict":
+            if not await services.evict_cached_answer(args.entry):
+                raise UsageError(f"no cached answer {args.entry!r} (it may have expired)")
+            print("Removed from the cache.")
+        else:
+            await services.clear_cache()
+            print("Every cached answer was retired.")
         return EXIT_OK
 
     return await _with_services(settings, body)

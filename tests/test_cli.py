@@ -163,3 +163,19 @@ def test_health_and_stats_report_real_data(home: Path, corpus: Path) -> None:
     data = json.loads(stats.stdout)
     assert data["knowledge_base"]["documents"] == 4
     assert data["documents_by_kind"] == {"html": 1, "markdown": 1, "pdf": 1, "text": 1}
+
+
+@pytest.mark.slow
+def test_cached_answer_can_be_evicted_from_the_command_line(home: Path, corpus: Path) -> None:
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    q = "When was the Old Harbour lighthouse built?"
+    first = json.loads(run(home, "ask", q, "--json").stdout)
+    assert first["cache"] == "miss" and first["cache_entry"]
+    second = json.loads(run(home, "ask", q, "--json").stdout)
+    assert second["cache"] == "result"
+    assert second["cache_match"]["question"].lower().startswith("when was")
+    assert json.loads(run(home, "ask", q, "--json", "--no-cache").stdout)["cache"] == "miss"
+    evict = run(home, "cache", "evict", first["cache_entry"])
+    assert evict.returncode == 0, evict.stderr
+    assert json.loads(run(home, "ask", q, "--json").stdout)["cache"] != "result"
+    assert run(home, "cache", "evict", "no-such-entry").returncode == 2
