@@ -22,6 +22,7 @@ from core.logs import setup_logging
 from core.types import Answer, FileStatus, IngestProgress, IngestReport
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_EVAL_MODES = "bm25,vector,rrf,convex"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="reuse this data folder (default: a temporary one, deleted afterwards)",
     )
-    r.add_argument("--modes", default="bm25,vector,rrf,convex", help="comma-separated")
+    r.add_argument("--modes", default=DEFAULT_EVAL_MODES, help="comma-separated")
 
     p = sub.add_parser("quarantine", help="list files that could not be ingested, with reasons")
     p.add_argument("--json", action="store_true")
@@ -399,6 +400,8 @@ async def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
     questions, corpus = _eval_inputs(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if settings.retrieval.reranker and args.modes == DEFAULT_EVAL_MODES:
+        modes.append(f"{settings.retrieval.fusion}+rerank")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise UsageError(f"unknown retrieval mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")

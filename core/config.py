@@ -82,6 +82,14 @@ class RetrievalSettings:
             raise ConfigError("must be at least 1", key="retrieval.rrf_k", file=file)
         if not 0.0 <= self.convex_alpha <= 1.0:
             raise ConfigError("must be between 0 and 1", key="retrieval.convex_alpha", file=file)
+        if self.rerank_candidates < self.top_k:
+            raise ConfigError(
+                "must be at least top_k", key="retrieval.rerank_candidates", file=file
+            )
+        if not 8 <= self.rerank_max_length <= 512:
+            raise ConfigError(
+                "must be between 8 and 512", key="retrieval.rerank_max_length", file=file
+            )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from core.errors import UsageError
 from core.retrieval.metrics import mrr_at_k, ndcg_at_k, page_of, percentile, recall_at_k
 from core.types import ScoredChunk
 
-MODES = ("bm25", "vector", "rrf", "convex")
+MODES = ("bm25", "vector", "rrf", "convex", "rrf+rerank", "convex+rerank")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,9 @@ async def evaluate_retrieval(
         wall: list[float] = []
         for q in scored:
             t0 = time.perf_counter()
-            chunks, timings = await searcher.search(q.question, k=k, fusion=mode)
+            # Plain modes never rerank, even when a reranker is configured.
+            fusion = mode if mode.endswith("+rerank") else f"{mode}-rerank"
+            chunks, timings = await searcher.search(q.question, k=k, fusion=fusion)
             wall.append((time.perf_counter() - t0) * 1000)
             for stage, ms in timings.items():
                 stage_ms.setdefault(stage, []).append(ms)
