@@ -13,21 +13,22 @@ for while one runs is folded into one more run after it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
-from app.settings_file import SettingsForm, save_form
+from app.settings_file import SaveResult, SettingsForm, save_form, watching_note
 from core.config import Settings
 from core.conversations import Conversation, ConversationStore
 from core.errors import ArchivistError
 from core.providers.breaker import BreakerTransition
 from core.services import Services
-from core.types import AnswerChunk, IngestProgress
+from core.types import AnswerChunk, FileStatus, IngestProgress, IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,15 @@ class ServicesBridge(QObject):
     answerToken = Signal(str)
     answerReady = Signal(object, object)  # core.types.Answer, list[BreakerSnapshot] at arrival
     answerFailed = Signal(str)
+    answerEvicted = Signal(str, bool)  # cache entry id, whether it was still cached
+    evictFailed = Signal(str)
 
     ingestStarted = Signal(int)
     ingestProgress = Signal(object)  # core.types.IngestProgress
     ingestFinished = Signal(object)  # core.types.IngestReport
     ingestFailed = Signal(str)
     quarantineUpdated = Signal(object)  # list[(path, reason, when)]
+    watchReport = Signal(str, object)  # watched folder, core.types.IngestReport
 
     healthUpdated = Signal(object)  # core.types.HealthSnapshot
     breakersUpdated = Signal(object)  # list[BreakerSnapshot]
@@ -131,6 +135,11 @@ class ServicesBridge(QObject):
         self._started = False
         self._closing = False
         self.status_refreshes = 0  # how many refreshes ran (tests check they never overlap)
+        # What the settings file holds now (the dialog edits this); ``settings`` stays
+        # what the services run with, so "restart needed" is measured against it.
+        self.saved_settings = settings
+        # Subscribed before start(): Services reconciles watched folders as it starts.
+        self.services.watch_listeners.append(self._on_watch_report)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -197,6 +206,8 @@ class ServicesBridge(QObject):
             for name in self._listening:
                 self.services.router.breaker(name).remove_listener(self._on_transition)
         self._listening.clear()
+        if self._on_watch_report in self.services.watch_listeners:
+            self.services.watch_listeners.remove(self._on_watch_report)
         while self._tasks:
             tasks = list(self._tasks)
             for task in tasks:
@@ -243,12 +254,23 @@ class ServicesBridge(QObject):
     # ------------------------------------------------------------------ asking
 
     def ask(self, question: str) -> asyncio.Task[Any]:
+        return self._ask(question, ())
+
+    def regenerate(self, question: str, skip: str | Collection[str]) -> asyncio.Task[Any]:
+        """Ask ``question`` again without the provider(s) ``skip`` (and not from the cache).
+
+        For an answer whose stream broke off (``Answer.interrupted_by``); the new
+        answer arrives like any other, through ``answerStarted``/``answerReady``.
+        """
+        return self._ask(question, frozenset({skip} if isinstance(skip, str) else skip))
+
+    def _ask(self, question: str, skip: Collection[str]) -> asyncio.Task[Any]:
         if self._ask_task is not None and not self._ask_task.done():
             self._ask_task.cancel()  # the new question supersedes the old one
 
         async def body() -> None:
             self.answerStarted.emit(question)
-            answer = await self.services.ask(question, on_token=self._token)
+            answer = await self.services.ask(question, on_token=self._token, skip_providers=skip)
             # The breakers as they were when this answer arrived ("why this answer").
             self.answerReady.emit(answer, self.services.router.health())
             self.refresh_status()
@@ -258,6 +280,16 @@ class ServicesBridge(QObject):
 
     def _token(self, piece: AnswerChunk) -> None:
         self.answerToken.emit(piece.text)
+
+    def evict_answer(self, entry_id: str) -> asyncio.Task[Any]:
+        """ "This answer is wrong": drop the cached answer; ends in ``answerEvicted``."""
+
+        async def body() -> None:
+            evicted = await self.services.evict_cached_answer(entry_id)
+            self.answerEvicted.emit(entry_id, evicted)
+            self.refresh_status()
+
+        return self._spawn(self._guard(body, self.evictFailed.emit), "bridge-evict")
 
     def stop_answer(self) -> None:
         if self._ask_task is not None and not self._ask_task.done():
@@ -290,6 +322,15 @@ class ServicesBridge(QObject):
 
     def _progress(self, progress: IngestProgress) -> None:
         self.ingestProgress.emit(progress)
+
+    def _on_watch_report(self, folder: str, report: IngestReport) -> None:
+        # Services calls this on the event loop after each watched re-ingest.
+        if self._closing:
+            return
+        self.watchReport.emit(folder, report)
+        if any(o.status is not FileStatus.UNCHANGED for o in report.outcomes):
+            self.refresh_quarantine()
+            self.refresh_status()
 
     def cancel_ingest(self) -> None:
         if self._ingest_cancel is not None:
@@ -384,8 +425,31 @@ class ServicesBridge(QObject):
     # ------------------------------------------------------------------ settings
 
     def save_settings(self, form: SettingsForm) -> asyncio.Task[Any]:
+        """Save, record the change in the audit log, apply the watched folders at once."""
+
         async def body() -> None:
-            result = await asyncio.to_thread(save_form, self.settings, form)
+            result = await asyncio.to_thread(save_form, self.settings, form, self.saved_settings)
+            self.saved_settings = result.settings
+            if self._started and result.changed:
+                self.services.audit("setting", "changed", detail={"keys": list(result.changed)})
+            result = await self._apply_watched(result)
             self.settingsSaved.emit(result)
+            self.refresh_status()
 
         return self._spawn(self._guard(body, self.settingsFailed.emit), "bridge-settings")
+
+    async def _apply_watched(self, result: SaveResult) -> SaveResult:
+        """Follow the saved watched folders now (no restart); says so in the result."""
+        if not self._started or self._closing:
+            return result
+        folders = list(result.settings.watched_folders)
+        if "watched_folders" not in result.changed:
+            return result
+        try:
+            await self.services.watch(folders)
+        except (ArchivistError, OSError) as exc:
+            # The file is saved either way; say what did not take effect.
+            note = f"The watched folders are saved but could not be followed: {exc}"
+        else:
+            note = watching_note(folders)
+        return dataclasses.replace(result, notes=(*result.notes, note))

@@ -359,6 +359,7 @@ class SettingsDialog(QDialog):
         page = QWidget(self)
         wl = QVBoxLayout(page)
         note = QLabel(WATCHING_NOTE, page)
+        note.setObjectName("watch-note")
         note.setWordWrap(True)
         wl.addWidget(note)
         self.folders = QListWidget(page)

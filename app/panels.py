@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from app import statusview as sv
 from app.widgets import BarChart
 from core.providers.breaker import BreakerSnapshot, BreakerTransition
-from core.types import FileStatus, HealthSnapshot, IngestProgress, IngestReport
+from core.types import FileOutcome, FileStatus, HealthSnapshot, IngestProgress, IngestReport
 
 STATUS_WORDS = {
     FileStatus.ADDED: "added",
@@ -122,19 +122,33 @@ class LibraryPanel(QWidget):
         )
         last = p.last
         if last is not None:
-            word = STATUS_WORDS.get(last.status, str(last.status))
-            extra = ""
-            if last.chunks:
-                extra = f" ({last.chunks} passage{'s' if last.chunks != 1 else ''})"
-            if last.reason:
-                extra += f": {last.reason}"
-            item = QListWidgetItem(f"{word}: {Path(last.path).name}{extra}")
-            item.setToolTip(last.path)
-            if last.status is FileStatus.FAILED:
-                item.setForeground(QColor(sv.STATUS_COLOURS["down"]))
-            self.recent.insertItem(0, item)
-            while self.recent.count() > RECENT_FILES:
-                self.recent.takeItem(self.recent.count() - 1)
+            self._add_recent(last)
+
+    def _add_recent(self, outcome: FileOutcome, suffix: str = "") -> None:
+        word = STATUS_WORDS.get(outcome.status, str(outcome.status))
+        extra = ""
+        if outcome.chunks:
+            extra = f" ({outcome.chunks} passage{'s' if outcome.chunks != 1 else ''})"
+        if outcome.reason:
+            extra += f": {outcome.reason}"
+        item = QListWidgetItem(f"{word}: {Path(outcome.path).name}{extra}{suffix}")
+        item.setToolTip(outcome.path)
+        if outcome.status is FileStatus.FAILED:
+            item.setForeground(QColor(sv.STATUS_COLOURS["down"]))
+        self.recent.insertItem(0, item)
+        while self.recent.count() > RECENT_FILES:
+            self.recent.takeItem(self.recent.count() - 1)
+
+    def on_watch_report(self, folder: str, report: IngestReport) -> None:
+        """A watched folder was re-scanned: list what changed (unchanged files are not news)."""
+        changed = [o for o in report.outcomes if o.status is not FileStatus.UNCHANGED]
+        for outcome in changed:
+            self._add_recent(outcome, " — watched folder")
+        if changed and not self.cancel_button.isEnabled():  # keep a running ingestion's line
+            counts = ", ".join(
+                f"{n} {k}" for k, n in report.summary().items() if n and k != "unchanged"
+            )
+            self.eta_label.setText(f"Watched folder {Path(folder).name}: {counts}.")
 
     def on_finished(self, report: IngestReport) -> None:
         self.cancel_button.setEnabled(False)
@@ -162,6 +176,18 @@ class LibraryPanel(QWidget):
             self.quarantine.addItem(item)
         if not rows:
             self.quarantine.addItem("None — every file could be read.")
+
+
+def _lines_html(lines: Sequence[sv.StatusLine]) -> str:
+    """Status lines as rich text: a coloured dot and colour where a status is given."""
+    out = []
+    for line in lines:
+        text = html.escape(line.text).replace("  ", "&nbsp;&nbsp;")
+        if line.status:
+            colour = sv.STATUS_COLOURS.get(line.status, "gray")
+            text = f'<span style="color:{colour}">● {text}</span>'
+        out.append(text)
+    return "<br>".join(out)
 
 
 class HealthPanel(QWidget):
@@ -240,8 +266,19 @@ class HealthPanel(QWidget):
         self.cache_label = QLabel("No cache information yet.", box)
         self.cache_label.setAccessibleName("Cache status")
         self.cache_label.setWordWrap(True)
+        self.cache_label.setTextFormat(Qt.TextFormat.RichText)
         self.cache_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         cl.addWidget(self.cache_label)
+        layout.addWidget(box)
+
+        box = QGroupBox("Watched folders", body)
+        wl = QVBoxLayout(box)
+        self.watch_label = QLabel("No watcher information yet.", box)
+        self.watch_label.setAccessibleName("Watched folders")
+        self.watch_label.setWordWrap(True)
+        self.watch_label.setTextFormat(Qt.TextFormat.RichText)
+        self.watch_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        wl.addWidget(self.watch_label)
         layout.addWidget(box)
 
         box = QGroupBox("Requests", body)
@@ -382,6 +419,8 @@ class HealthPanel(QWidget):
         for c in snap.components:
             if c.name.startswith("provider:") and c.name[9:] in {s.name for s in self.snapshots}:
                 continue  # shown in the breaker table
+            if c.name in ("cache", "watcher"):
+                continue  # shown in their own boxes below
             skip = ("url",) if c.name != "database" else ()
             item = QListWidgetItem(f"● {c.name}: {c.status} — {sv.component_details(c, skip)}")
             if c.status != "ok":  # colour draws the eye to what is not fine; words say it
@@ -389,13 +428,18 @@ class HealthPanel(QWidget):
             self.components.addItem(item)
         self._components = snap.components
         self._render_cache()
+        self.watch_label.setText(
+            _lines_html(sv.watcher_view(snap.components)) or "No watcher information."
+        )
 
     _components: Sequence[Any] = ()
     _stats: Mapping[str, Any] = {}
+    cache_text = ""  # the cache box as plain text
 
     def _render_cache(self) -> None:
-        lines = sv.cache_lines(self._components, self._stats)
-        self.cache_label.setText("\n".join(lines) if lines else "No cache information.")
+        text = _lines_html(sv.cache_view(self._components, self._stats))
+        self.cache_label.setText(text or "No cache information.")
+        self.cache_text = "\n".join(sv.cache_lines(self._components, self._stats))
 
     def show_stats(self, stats: Mapping[str, Any]) -> None:
         self._stats = stats

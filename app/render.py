@@ -14,9 +14,10 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
-from core.conversations import Turn
+from core.conversations import Explanation, Turn
 
 _MARKER = re.compile(r"\[(\d{1,2})\](?!\()")
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)\)")
@@ -138,11 +139,40 @@ def markdown_html(text: str, *, turn: int | None = None, markers: Collection[int
     return "".join(blocks)
 
 
+@dataclass(frozen=True, slots=True)
+class TurnActions:
+    """Per-answer actions that need the live ``Answer`` (they are not saved with a turn).
+
+    ``wrong``: the answer sits in the result cache, so "This answer is wrong" can
+    evict it; ``regenerate``: its stream broke off, so it can be asked again of
+    the next model; ``note``: what an action did (shown in place of the action).
+    """
+
+    wrong: bool = False
+    regenerate: bool = False
+    note: str | None = None
+
+
+def cache_words(why: Explanation) -> str:
+    """Whether the answer itself came from the cache, for the line under it.
+
+    Only a result-cache hit counts: an embedding-cache hit saved computing the
+    question's vector, but the answer was still composed afresh ("Why this
+    answer?" says so).
+    """
+    if why.cache != "result":
+        return ""
+    if why.cache_question is None:
+        return "from the cache"
+    sim = "" if why.cache_similarity is None else f" at {why.cache_similarity:.2f}"
+    return f"from the cache — matched “{why.cache_question}”{sim}"
+
+
 def _time(ts: float) -> str:
     return time.strftime("%H:%M", time.localtime(ts))
 
 
-def turn_html(index: int, turn: Turn) -> str:
+def turn_html(index: int, turn: Turn, extra: TurnActions | None = None) -> str:
     """One finished turn: the question, the answer with live citations, actions."""
     parts = [f'<p><b>You</b> <small style="color:gray">{_time(turn.asked_at)}</small></p>']
     parts.append(markdown_html(turn.question))
@@ -170,11 +200,19 @@ def turn_html(index: int, turn: Turn) -> str:
     if why is not None:
         total = why.timings_ms.get("total")
         took = f" in {total:.0f} ms" if total is not None else ""
-        cached = "" if why.cache == "miss" else f", from the {why.cache} cache"
+        cached = cache_words(why)
+        cached = f", {cached}" if cached else ""
         actions.insert(
             0, f"answered by {html.escape(why.provider or 'nobody')}{took}{html.escape(cached)}"
         )
         actions.append(f'<a href="why:{index}">Why this answer?</a>')
+    if extra is not None:
+        if extra.wrong:
+            actions.append(f'<a href="wrong:{index}">This answer is wrong</a>')
+        if extra.regenerate:
+            actions.append(f'<a href="regen:{index}">Regenerate with another model</a>')
+        if extra.note:
+            actions.append(html.escape(extra.note))
     if actions:
         parts.append('<p><small style="color:gray">' + " · ".join(actions) + "</small></p>")
     parts.append("<hr>")
@@ -191,13 +229,16 @@ def live_html(question: str, partial: str, searching: bool) -> str:
     return "".join(parts)
 
 
-def conversation_html(turns: Sequence[Turn], live: str = "") -> str:
+def conversation_html(
+    turns: Sequence[Turn], live: str = "", actions: Mapping[int, TurnActions] | None = None
+) -> str:
     if not turns and not live:
         return (
             '<p style="color:gray">Ask a question about your documents below '
             "(Ctrl+Enter sends). Drop files or folders anywhere on the window to add them.</p>"
         )
-    return "".join(turn_html(i, t) for i, t in enumerate(turns)) + live
+    extra = actions or {}
+    return "".join(turn_html(i, t, extra.get(i)) for i, t in enumerate(turns)) + live
 
 
 def fmt_score(value: float | None, digits: int = 4) -> str:

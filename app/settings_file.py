@@ -58,6 +58,7 @@ class SaveResult:
     settings: Settings
     restart_needed: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # the config keys this save changed (for the audit log)
 
     def message(self) -> str:
         lines = [f"Saved {self.path}."]
@@ -70,9 +71,19 @@ class SaveResult:
 
 
 WATCHING_NOTE = (
-    "Folder watching is not active in this version yet: the watched folders are saved "
-    "and will be watched once it is. Add their files with Add folder meanwhile."
+    "Archivist adds the files in these folders as soon as you save, then follows them "
+    "while it runs: new, edited, moved and deleted files are picked up within seconds."
 )
+
+
+def watching_note(folders: Sequence[str]) -> str:
+    """What saving did to the watched folders, in a sentence."""
+    if not folders:
+        return "No folder is watched."
+    n = len(folders)
+    return f"Watching {n} folder{'s' if n != 1 else ''}; changes are added automatically."
+
+
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 
 
@@ -255,8 +266,35 @@ def restart_needed(old: Settings, new: Settings) -> tuple[str, ...]:
     return tuple(changed)
 
 
-def save_form(current: Settings, form: SettingsForm) -> SaveResult:
-    """Validate ``form`` merged into the config file and write it; see the module docstring."""
+def changed_keys(old: SettingsForm, new: SettingsForm) -> tuple[str, ...]:
+    """The config keys whose effective value differs between two forms, in file order."""
+    pairs = (
+        ("providers", old.providers, new.providers),
+        ("redis_url", old.redis_url, new.redis_url),
+        ("cache.enabled", old.cache_enabled, new.cache_enabled),
+        ("cache.embedding_ttl_s", old.embedding_ttl_s, new.embedding_ttl_s),
+        ("cache.result_ttl_s", old.result_ttl_s, new.result_ttl_s),
+        ("cache.similarity_threshold", old.similarity_threshold, new.similarity_threshold),
+        ("retrieval.top_k", old.top_k, new.top_k),
+        (
+            "retrieval.reranker",
+            old.reranker_model if old.reranker_on else "",
+            new.reranker_model if new.reranker_on else "",
+        ),
+        ("watched_folders", old.watched_folders, new.watched_folders),
+    )
+    return tuple(key for key, a, b in pairs if a != b)
+
+
+def save_form(
+    current: Settings, form: SettingsForm, previous: Settings | None = None
+) -> SaveResult:
+    """Validate ``form`` merged into the config file and write it; see the module docstring.
+
+    ``current`` is what the app runs with (what needs a restart is measured against
+    it); ``previous`` is what the last save wrote (what this save changed is measured
+    against it), ``current`` when nothing was saved since start.
+    """
     if form.reranker_on and not form.reranker_model.strip():
         raise ConfigError(
             "give a reranker model name or a local folder, or turn the reranker off",
@@ -269,5 +307,5 @@ def save_form(current: Settings, form: SettingsForm) -> SaveResult:
         write_atomically(path, text)
     except OSError as exc:
         raise StorageError(f"The settings could not be written to {path}: {exc}") from exc
-    notes = (WATCHING_NOTE,) if new.watched_folders else ()
-    return SaveResult(path, new, restart_needed(current, new), notes)
+    changed = changed_keys(form_from_settings(previous or current), form_from_settings(new))
+    return SaveResult(path, new, restart_needed(current, new), changed=changed)

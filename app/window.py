@@ -10,6 +10,7 @@ and two docks on the right: Library (ingestion, quarantine) and Health.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -47,7 +48,7 @@ from app import statusview as sv
 from app.bridge import ServicesBridge
 from app.dialogs import SettingsDialog, SourceDialog, WhyDialog
 from app.panels import HealthPanel, LibraryPanel
-from app.render import conversation_html, live_html
+from app.render import TurnActions, conversation_html, live_html
 from app.settings_file import SaveResult, form_from_settings
 from app.widgets import ChatView
 from core.conversations import Conversation, ConversationSummary, Turn, turn_from_answer
@@ -55,6 +56,8 @@ from core.providers.breaker import BreakerSnapshot
 from core.types import Answer, Citation, HealthSnapshot, IngestReport
 
 RENDER_INTERVAL_MS = 40  # streaming re-renders at most ~25 times a second
+EVICTED_NOTE = "Removed from the cache; ask again for a fresh answer."
+NOT_CACHED_NOTE = "It was no longer in the cache; ask again for a fresh answer."
 
 
 def _local_paths(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[str]:
@@ -84,6 +87,13 @@ class MainWindow(QMainWindow):
         self.last_health: HealthSnapshot | None = None
         self.last_error = ""
         self._search_query = ""
+        # The live answers of this chat's turns (by turn index): the cache entry and
+        # the interrupted provider are not saved with a turn, so these actions only
+        # exist while the chat is open.
+        self._answers: dict[int, Answer] = {}
+        self._skipped: dict[int, frozenset[str]] = {}  # providers a regenerate left out
+        self._notes: dict[int, str] = {}
+        self._pending_skip: frozenset[str] = frozenset()
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -124,11 +134,25 @@ class MainWindow(QMainWindow):
         self.export_action = self._action("Export…", self._choose_export, "Ctrl+E")
         self.copy_action = self._action("Copy answer", self.copy_last_answer, "Ctrl+Shift+C")
         self.why_action = self._action("Why this answer?", self.show_last_why)
+        self.wrong_action = self._action("This answer is wrong", self.mark_last_wrong)
+        self.wrong_action.setToolTip(
+            "Remove the last answer from the cache so the question is answered afresh"
+        )
+        self.regenerate_action = self._action("Regenerate with another model", self.regenerate_last)
+        self.regenerate_action.setToolTip(
+            "The last answer was cut off: ask again without the model that broke off"
+        )
         self.settings_action = self._action("Settings…", self.open_settings, "Ctrl+,")
         for a in (self.new_chat_action, self.add_files_action, self.add_folder_action):
             bar.addAction(a)
         bar.addSeparator()
-        for a in (self.copy_action, self.why_action, self.export_action):
+        for a in (
+            self.copy_action,
+            self.why_action,
+            self.wrong_action,
+            self.regenerate_action,
+            self.export_action,
+        ):
             bar.addAction(a)
         bar.addSeparator()
         bar.addAction(self.settings_action)
@@ -258,6 +282,9 @@ class MainWindow(QMainWindow):
         b.ingestProgress.connect(self.library.on_progress)
         b.ingestFinished.connect(self._on_ingest_finished)
         b.ingestFailed.connect(self._on_ingest_failed)
+        b.watchReport.connect(self._on_watch_report)
+        b.answerEvicted.connect(self._on_evicted)
+        b.evictFailed.connect(self._say)
         b.quarantineUpdated.connect(self.library.show_quarantine)
         b.healthUpdated.connect(self._on_health)
         b.breakersUpdated.connect(self.health.show_breakers)
@@ -306,6 +333,7 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         self.stop()
         self.conv = self.bridge.conversations.new()
+        self._forget_answers()
         self.conversation_list.clearSelection()
         self._render()
         self.focus_question()
@@ -336,6 +364,65 @@ class MainWindow(QMainWindow):
 
     def show_last_why(self) -> None:
         self.show_why(len(self.conv.turns) - 1)
+
+    # ------------------------------------------------------------------ answer actions
+
+    def _forget_answers(self) -> None:
+        self._answers.clear()
+        self._skipped.clear()
+        self._notes.clear()
+        self._pending_skip = frozenset()
+
+    def turn_actions(self, index: int) -> TurnActions:
+        """What the answer of turn ``index`` offers (see ``TurnActions``)."""
+        answer = self._answers.get(index)
+        note = self._notes.get(index)
+        if answer is None:
+            return TurnActions(note=note)
+        return TurnActions(
+            wrong=answer.cache_entry is not None,
+            regenerate=answer.interrupted_by is not None,
+            note=note,
+        )
+
+    def mark_wrong(self, index: int) -> None:
+        """ "This answer is wrong": evict it from the cache (the answer stays in the chat)."""
+        answer = self._answers.get(index)
+        if answer is None or answer.cache_entry is None:
+            self._say("This answer is not in the cache.")
+            return
+        self.bridge.evict_answer(answer.cache_entry)
+
+    def mark_last_wrong(self) -> None:
+        self.mark_wrong(len(self.conv.turns) - 1)
+
+    def regenerate(self, index: int) -> None:
+        """Ask turn ``index``'s question again without the model that broke off."""
+        answer = self._answers.get(index)
+        if answer is None or answer.interrupted_by is None or not self.bridge.started:
+            return
+        if self.bridge.busy_answering:
+            self.bridge.stop_answer()
+        skip = self._skipped.get(index, frozenset()) | {answer.interrupted_by}
+        self.bridge.regenerate(answer.question, skip)
+        self._pending_skip = skip  # after the call: stop_answer() may finish a turn first
+
+    def regenerate_last(self) -> None:
+        self.regenerate(len(self.conv.turns) - 1)
+
+    def _update_answer_actions(self) -> None:
+        last = self.turn_actions(len(self.conv.turns) - 1)
+        self.wrong_action.setVisible(last.wrong)
+        self.regenerate_action.setVisible(last.regenerate)
+
+    def _on_evicted(self, entry_id: str, evicted: bool) -> None:
+        note = EVICTED_NOTE if evicted else NOT_CACHED_NOTE
+        for index, answer in list(self._answers.items()):
+            if answer.cache_entry == entry_id:
+                self._answers[index] = dataclasses.replace(answer, cache_entry=None)
+                self._notes[index] = note
+        self._render()
+        self._say(note)
 
     def open_citation(self, index: int, marker: int) -> None:
         turn = self.turn(index)
@@ -373,6 +460,10 @@ class MainWindow(QMainWindow):
                 self.copy_answer(int(parts[1]))
             elif scheme == "why" and len(parts) == 2:
                 self.show_why(int(parts[1]))
+            elif scheme == "wrong" and len(parts) == 2:
+                self.mark_wrong(int(parts[1]))
+            elif scheme == "regen" and len(parts) == 2:
+                self.regenerate(int(parts[1]))
             elif scheme in ("http", "https", "mailto"):
                 # Only on an explicit click, and in the user's own browser.
                 QDesktopServices.openUrl(url)
@@ -412,6 +503,7 @@ class MainWindow(QMainWindow):
     def _on_conversation_loaded(self, conv: Conversation) -> None:
         self.stop()
         self.conv = conv
+        self._forget_answers()
         self._render()
         self._say(f"Opened “{conv.title}”.")
 
@@ -488,7 +580,9 @@ class MainWindow(QMainWindow):
             live = live_html(self._live_question, partial, searching=not partial)
         bar = self.chat.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
-        self.chat.setHtml(conversation_html(self.conv.turns, live))
+        actions = {i: self.turn_actions(i) for i in set(self._answers) | set(self._notes)}
+        self.chat.setHtml(conversation_html(self.conv.turns, live, actions))
+        self._update_answer_actions()
         if at_bottom or live:
             bar.setValue(bar.maximum())
 
@@ -524,11 +618,21 @@ class MainWindow(QMainWindow):
 
     def _on_answer(self, answer: Answer, breakers: Sequence[BreakerSnapshot]) -> None:
         self.last_answer = answer
+        index = len(self.conv.turns)
+        self._answers[index] = answer
+        if self._pending_skip:
+            self._skipped[index] = self._pending_skip
+        self._pending_skip = frozenset()
         self._finish_turn(turn_from_answer(answer, breakers, asked_at=self._live_started_at))
         n = len(answer.citations)
-        self._say(f"Answered by {answer.provider} with {n} source(s).")
+        cached = " (from the cache)" if answer.cache == "result" else ""
+        message = f"Answered by {answer.provider} with {n} source(s){cached}."
+        if answer.interrupted_by is not None:
+            message += " The answer was cut off; you can regenerate it with another model."
+        self._say(message)
 
     def _on_answer_failed(self, message: str) -> None:
+        self._pending_skip = frozenset()
         question = self._live_question
         if question is None:
             self._say(message)
@@ -554,6 +658,14 @@ class MainWindow(QMainWindow):
         self.last_report = report
         self.library.on_finished(report)
         self._say(self.library.eta_label.text())
+
+    def _on_watch_report(self, folder: str, report: IngestReport) -> None:
+        self.library.on_watch_report(folder, report)
+        counts = ", ".join(
+            f"{n} {k}" for k, n in report.summary().items() if n and k != "unchanged"
+        )
+        if counts:
+            self._say(f"Watched folder {folder}: {counts}.")
 
     def _on_ingest_failed(self, message: str) -> None:
         self.library.on_failed(message)
@@ -585,7 +697,7 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> None:
         if self.settings_dialog is not None:
             self.settings_dialog.close()
-        s = self.bridge.settings
+        s = self.bridge.saved_settings
         dialog = SettingsDialog(form_from_settings(s), s, self)
         dialog.saveRequested.connect(self.bridge.save_settings)
         self.settings_dialog = dialog

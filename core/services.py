@@ -342,6 +342,9 @@ class Services:
         """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
         if self._watcher is not None:
             await self._watcher.aclose()
+            self._watcher = None
+        if not folders:
+            return
         self._watcher = FolderWatcher(
             folders, lambda paths: self.ingest(paths), on_report=self._on_watch_report
         )

@@ -106,7 +106,7 @@ class Gui:
             self.close(window)
         # Leave the "already running" state without loop.stop(): that calls app.exit(),
         # which would make every later nested Qt event loop (qtbot.wait) return at once.
-        self.loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
+        self.loop._QEventLoop__is_running = False
         self.qapp.aboutToQuit.disconnect(self.loop._after_run_forever)
         self.loop._after_run_forever()
         asyncio.events._set_running_loop(None)

@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from app import statusview as sv
-from app.render import markdown_html
-from app.settings_file import dump_toml, form_from_settings, merged_config, save_form
+from app.render import TurnActions, markdown_html, turn_html
+from app.settings_file import (
+    changed_keys,
+    dump_toml,
+    form_from_settings,
+    merged_config,
+    save_form,
+)
 from core.config import load_settings
+from core.conversations import Explanation, Turn
 from core.errors import ConfigError
 from core.types import ComponentHealth
 
@@ -56,11 +63,12 @@ def test_status_reading_finds_audit_and_cache_keys_anywhere() -> None:
     )
     assert sv.latency(stats) == (120.0, 900.0)
     assert sv.counts(stats, "by_outcome") == {"ok": 5, "degraded": 1}
+    assert sv.counts({"by_provider": {"(none)": 2, "local": 1}}, "by_provider") == {"local": 1}
     assert "ask  ok  12 ms" in sv.event_line(sv.recent_events(stats)[0])
     lines = sv.cache_lines([cache], stats)
-    assert "Backend: embedded" in lines
+    assert "Backend: embedded (a file on this computer)" in lines
     assert any("Fallback: active" in line for line in lines)
-    assert "result layer: hit rate 75% (3 of 4)" in lines
+    assert "Answers: hit rate 75% (3 of 4 lookups)" in lines
     assert sv.per_day_chart(stats).labels == ["01-02"]
 
 
@@ -99,7 +107,8 @@ def test_saving_keeps_unknown_to_the_dialog_keys_and_reports_bad_ones(
     saved = tomllib.loads((home / "archivist.toml").read_text())
     assert saved["ingest"] == {"embed": False} and saved["logging"] == {"level": "DEBUG"}
     assert saved["watched_folders"] == ["/srv/notes"]
-    assert result.notes and "not active" in result.notes[0]
+    assert result.changed == ("watched_folders",)
+    assert result.notes == ()  # the bridge adds what watching did once it applied it
     assert merged_config({}, form)["retrieval"]["reranker"] == ""
 
 
@@ -121,3 +130,92 @@ def test_signal_emit_does_not_leak_references_to_true(qapp: object) -> None:
         e.fired.emit(i)
     assert len(got) == 3000
     assert before - sys.getrefcount(True) < 10
+
+
+def _cache_component(fallback: bool, backend: str, retry: float = 0.0) -> ComponentHealth:
+    return ComponentHealth(
+        "cache",
+        "degraded" if fallback else "ok",
+        "using the cache",
+        {
+            "backend": backend,
+            "fallback": fallback,
+            "breaker": "open" if fallback else "closed",
+            "retry_in_s": retry,
+            "metrics": {
+                "layers": {
+                    "embedding": {
+                        "hits": 0,
+                        "misses": 0,
+                        "hit_p50_ms": None,
+                        "hit_p95_ms": None,
+                    },
+                    "result": {"hits": 1, "misses": 3, "hit_p50_ms": 0.42, "hit_p95_ms": 12.6},
+                },
+                "entries": 3,
+                "evictions": 1,
+                "guard_refusals": {"too_short": 2},
+            },
+        },
+    )
+
+
+def test_cache_view_names_the_backend_and_colours_an_active_fallback() -> None:
+    view = sv.cache_view([_cache_component(True, "embedded", retry=12.4)], {})
+    fallback = [line for line in view if line.text.startswith("Fallback")]
+    assert len(fallback) == 1 and fallback[0].status == "degraded"
+    assert "Redis is unreachable" in fallback[0].text and "again in 12 s" in fallback[0].text
+    view = sv.cache_view([_cache_component(False, "redis")], {})
+    assert sv.StatusLine("Backend: Redis") in view
+    assert sv.StatusLine("Fallback: not needed — Redis is reachable", "ok") in view
+
+
+def test_cache_view_gives_each_layer_its_hit_rate_and_hit_latency() -> None:
+    lines = sv.cache_lines([_cache_component(False, "embedded")], {})
+    assert "Question embeddings: no lookups yet" in lines
+    assert "Answers: hit rate 25% (1 of 4 lookups) · hit latency p50 0.42 ms, p95 13 ms" in lines
+    assert any(line.startswith("3 cached entries · 1 evicted") for line in lines)
+    assert "Not cached (guard): too short 2" in lines
+
+
+def test_watcher_view_lists_the_folders_or_says_none_is_watched() -> None:
+    on = ComponentHealth("watcher", "ok", "1 folder(s)", {"folders": ["/srv/notes"], "batches": 2})
+    assert [line.text for line in sv.watcher_view([on])] == [
+        "Following changes in:",
+        "  /srv/notes",
+        "2 re-scans so far",
+    ]
+    off = ComponentHealth("watcher", "disabled", "no watched folders")
+    assert "No folder is watched" in sv.watcher_view([off])[0].text
+
+
+def test_setting_events_show_the_changed_keys() -> None:
+    line = sv.event_line(
+        {"ts": 0.0, "action": "setting", "outcome": "changed", "detail": {"keys": ["a", "b"]}}
+    )
+    assert line.endswith("setting  changed  a, b")
+
+
+def test_changed_keys_name_only_what_changed(home: Path) -> None:
+    form = form_from_settings(load_settings())
+    same = form.__class__(**{**form.__dict__, "reranker_model": "other"})  # reranker is off
+    assert changed_keys(form, same) == ()
+    new = form.__class__(**{**form.__dict__, "top_k": form.top_k + 1, "redis_url": "redis://x"})
+    assert changed_keys(form, new) == ("redis_url", "retrieval.top_k")
+
+
+def test_a_cached_answer_says_which_question_it_matched_and_offers_its_actions() -> None:
+    why = Explanation(
+        provider="extractive",
+        cache="result",
+        degraded=False,
+        cache_question="When was the lighthouse <built>?",
+        cache_similarity=0.9712,
+    )
+    turn = Turn("when was it built", "In 1874.", 0.0, explanation=why)
+    out = turn_html(2, turn, TurnActions(wrong=True, regenerate=True))
+    assert "from the cache — matched “When was the lighthouse &lt;built&gt;?” at 0.97" in out
+    assert '<a href="wrong:2">This answer is wrong</a>' in out
+    assert '<a href="regen:2">Regenerate with another model</a>' in out
+    plain = turn_html(2, turn, TurnActions(note="Removed from the cache."))
+    assert "wrong:2" not in plain and "Removed from the cache." in plain

@@ -8,13 +8,33 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent, QTextCursor
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QLabel, QTableWidget
 from pytestqt.qtbot import QtBot
 
 from app.dialogs import SourceDialog, WhyDialog
 from app.window import MainWindow
 from core.types import FileStatus
 from tests.app.conftest import NO_EMBED, Gui
-from tests.support.fake_llm import FakeLLM, Succeed, closed_port
+from tests.support.fake_llm import Drop, FakeLLM, Succeed, closed_port
+
+
+def _cell(table: QTableWidget, row: int, column: int) -> str:
+    item = table.item(row, column)
+    assert item is not None, (row, column)
+    return item.text()
+
+
+def _header(table: QTableWidget, column: int) -> str:
+    item = table.horizontalHeaderItem(column)
+    assert item is not None, column
+    return item.text()
+
+
+def _set_cell(table: QTableWidget, row: int, column: int, text: str) -> None:
+    item = table.item(row, column)
+    assert item is not None, (row, column)
+    item.setText(text)
 
 
 def _click_link(qtbot: QtBot, window: MainWindow, href: str) -> None:
@@ -31,7 +51,7 @@ def _click_link(qtbot: QtBot, window: MainWindow, href: str) -> None:
                 window.chat.setTextCursor(cursor)
                 window.chat.ensureCursorVisible()
                 rect = window.chat.cursorRect(cursor)
-                qtbot.mouseClick(
+                QTest.mouseClick(
                     window.chat.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
                 )
                 return
@@ -51,7 +71,7 @@ def test_window_ingests_the_corpus_and_answers_a_question_with_ctrl_enter(
     async def ask() -> None:
         window.question.setPlainText("When was the lighthouse built?")
         window.question.setFocus()
-        qtbot.keyClick(window.question, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        QTest.keyClick(window.question, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
         await gui.until(lambda: len(window.conv.turns) == 1, 60, "the answer")
 
     gui.run(ask())
@@ -135,7 +155,7 @@ def test_escape_stops_generation_and_keeps_the_partial_answer(
             window.question.setPlainText("Tell me about the lighthouse")
             window.send()
             await gui.until(lambda: "Partial" in window.live_text, 30, "a token")
-            qtbot.keyClick(window.question, Qt.Key.Key_Escape)
+            QTest.keyClick(window.question, Qt.Key.Key_Escape)
             await gui.until(lambda: len(window.conv.turns) == 1, 10, "the stop")
 
         gui.run(ask_then_stop())
@@ -177,11 +197,9 @@ def test_why_this_answer_lists_scores_with_dashes_for_missing_ones(gui: Gui, cor
     window.show_last_why()
     dialog = window.why_dialog
     assert isinstance(dialog, WhyDialog)
-    headers = [
-        dialog.table.horizontalHeaderItem(c).text() for c in range(dialog.table.columnCount())
-    ]
+    headers = [_header(dialog.table, c) for c in range(dialog.table.columnCount())]
     assert headers == ["#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final"]
-    first = [dialog.table.item(0, c).text() for c in range(dialog.table.columnCount())]
+    first = [_cell(dialog.table, 0, c) for c in range(dialog.table.columnCount())]
     assert first[1] == "lighthouse.txt"
     assert first[3] != "—"  # keyword search ran
     assert first[4] == "—" and first[6] == "—"  # no embeddings, no reranker
@@ -200,7 +218,7 @@ def test_forcing_a_breaker_open_from_the_panel_updates_it(gui: Gui, qtbot: QtBot
         await gui.until(lambda: window.health.state_of("remote") is not None, 10, "the panel")
         assert "closed" in (window.health.state_of("remote") or "")
         window.health.breakers.selectRow(0)
-        qtbot.mouseClick(window.health.force_open_button, Qt.MouseButton.LeftButton)
+        QTest.mouseClick(window.health.force_open_button, Qt.MouseButton.LeftButton)
         await gui.until(lambda: "open" in (window.health.state_of("remote") or "")[:8], 10)
 
     gui.run(force())
@@ -208,11 +226,11 @@ def test_forcing_a_breaker_open_from_the_panel_updates_it(gui: Gui, qtbot: QtBot
     assert window.bridge.services.router.breaker("remote").state.value == "open"
     assert window.health.last_transition is not None
     assert window.health.last_transition.new.value == "open"
-    countdown = window.health.breakers.item(0, 4).text()
+    countdown = _cell(window.health.breakers, 0, 4)
     assert countdown.endswith(" s")
 
     async def close_again() -> None:
-        qtbot.mouseClick(window.health.force_closed_button, Qt.MouseButton.LeftButton)
+        QTest.mouseClick(window.health.force_closed_button, Qt.MouseButton.LeftButton)
         await gui.until(lambda: "closed" in (window.health.state_of("remote") or ""), 10)
 
     gui.run(close_again())
@@ -238,7 +256,7 @@ def test_a_failing_provider_opens_its_breaker_and_the_panel_shows_why(
         await gui.until(lambda: "open" in (window.health.state_of("remote") or ""), 10)
 
     gui.run(panel())
-    last_error = window.health.breakers.item(0, 3).text()
+    last_error = _cell(window.health.breakers, 0, 3)
     assert last_error != "—"
     assert turn.explanation.notice and "unavailable" in turn.explanation.notice
 
@@ -249,12 +267,12 @@ def test_settings_validation_names_the_bad_key_and_saves_nothing(gui: Gui, qtbot
     window.open_settings()
     dialog = window.settings_dialog
     assert dialog is not None
-    qtbot.mouseClick(dialog.add_provider_button, Qt.MouseButton.LeftButton)
-    dialog.providers.item(0, 0).setText("broken")
-    dialog.providers.item(0, 2).setText("not-a-url")
+    QTest.mouseClick(dialog.add_provider_button, Qt.MouseButton.LeftButton)
+    _set_cell(dialog.providers, 0, 0, "broken")
+    _set_cell(dialog.providers, 0, 2, "not-a-url")
 
     async def save() -> None:
-        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        QTest.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
         await gui.until(lambda: "Nothing was saved" in dialog.message.text(), 10)
 
     gui.run(save())
@@ -264,11 +282,11 @@ def test_settings_validation_names_the_bad_key_and_saves_nothing(gui: Gui, qtbot
     assert (gui.home / "archivist.toml").read_text() == before
 
     # A good value saves, keeps the keys the dialog does not show, and says what needs a restart.
-    dialog.providers.item(0, 2).setText("http://127.0.0.1:9/v1")
+    _set_cell(dialog.providers, 0, 2, "http://127.0.0.1:9/v1")
     dialog.top_k.setValue(7)
 
     async def save_again() -> None:
-        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        QTest.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
         await gui.until(lambda: not dialog.isVisible(), 10)
 
     gui.run(save_again())
@@ -379,13 +397,13 @@ def test_keyboard_shortcuts_focus_and_new_chat(gui: Gui, corpus: Path, qtbot: Qt
 
     async def keys() -> None:
         window.chat.setFocus()
-        qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+        QTest.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
         await asyncio.sleep(0.05)
         assert window.search_box.hasFocus()
-        qtbot.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+        QTest.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
         await asyncio.sleep(0.05)
         assert window.question.hasFocus()
-        qtbot.keyClick(window.question, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+        QTest.keyClick(window.question, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
         await gui.until(lambda: window.conv.turns == (), 5, "a new chat")
 
     gui.run(keys())
@@ -421,9 +439,10 @@ def test_every_interactive_widget_has_an_accessible_name(gui: Gui) -> None:
         for w in root.findChildren(QWidget):
             if not isinstance(w, kinds) or isinstance(w, QHeaderView):
                 continue  # table headers belong to their (named) table
-            if not w.isVisibleTo(root) or w.parent() is None:
+            parent = w.parent()
+            if not w.isVisibleTo(root) or parent is None:
                 continue
-            if type(w).__name__ in ("QToolButton",) and w.parent().objectName().startswith("qt_"):
+            if type(w).__name__ == "QToolButton" and parent.objectName().startswith("qt_"):
                 continue
             if not (w.accessibleName() or getattr(w, "text", lambda: "")()):
                 missing.append(f"{type(w).__name__} in {type(w.parent()).__name__}")
@@ -462,3 +481,114 @@ def test_status_refreshes_never_overlap(gui: Gui) -> None:
 
     gui.run(hammer())
     assert window.health.latency_label.text().startswith("Answer latency")
+
+
+def test_this_answer_is_wrong_evicts_the_cached_answer_so_the_next_ask_is_fresh(
+    gui: Gui, corpus: Path, qtbot: QtBot
+) -> None:
+    window = gui.open(config="")  # embeddings on: a repeated question is a cache hit
+    gui.ingest(window, [str(corpus / "lighthouse.txt")])
+    gui.ask(window, "When was the lighthouse built?")
+    first = window.last_answer
+    assert first is not None and first.cache != "result"
+    gui.ask(window, "When was the lighthouse built?")
+    hit = window.last_answer
+    assert hit is not None and hit.cache == "result" and hit.cache_entry is not None
+    assert hit.cache_match is not None
+    shown = window.chat.toPlainText()
+    assert f"from the cache — matched “{hit.cache_match.question}” at" in shown
+    assert "This answer is wrong" in shown
+    assert window.wrong_action.isVisible()
+
+    async def wrong() -> None:
+        _click_link(qtbot, window, "wrong:1")
+        await gui.until(lambda: "Removed from the cache" in window.status_label.text(), 10)
+
+    gui.run(wrong())
+    assert "Removed from the cache; ask again for a fresh answer." in window.chat.toPlainText()
+    gui.ask(window, "When was the lighthouse built?")
+    fresh = window.last_answer
+    assert fresh is not None and fresh.cache != "result"
+    assert "1874" in fresh.text
+
+
+def test_an_answer_cut_off_mid_stream_regenerates_with_the_next_model(
+    gui: Gui, corpus: Path, qtbot: QtBot
+) -> None:
+    with (
+        FakeLLM() as primary,
+        FakeLLM(Succeed(("The lighthouse was built in 1874 ", "[1]", "."))) as secondary,
+    ):
+        primary.push(Drop(after_tokens=2))
+        providers = "".join(
+            f'[[providers]]\nname = "{name}"\nkind = "openai"\nbase_url = "{url}"\n'
+            'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n'
+            for name, url in (("primary", primary.base_url), ("secondary", secondary.base_url))
+        )
+        window = gui.open(NO_EMBED + providers)
+        gui.ingest(window, [str(corpus / "lighthouse.txt")])
+        gui.ask(window, "When was the lighthouse built?")
+        cut = window.last_answer
+        assert cut is not None and cut.interrupted_by == "primary" and cut.notice
+        shown = window.chat.toPlainText()
+        assert cut.notice in shown
+        assert "Regenerate with another model" in shown
+        assert window.regenerate_action.isVisible()
+        assert secondary.chat_requests == []
+
+        async def regenerate() -> None:
+            _click_link(qtbot, window, "regen:0")
+            await gui.until(lambda: len(window.conv.turns) == 2, 30, "the new answer")
+
+        gui.run(regenerate())
+    again = window.conv.turns[1]
+    assert again.explanation is not None and again.explanation.provider == "secondary"
+    assert again.answer == "The lighthouse was built in 1874 [1]."
+    assert len(secondary.chat_requests) == 1
+    assert not window.regenerate_action.isVisible()
+    assert window.conv.turns[0].answer  # the cut-off answer stays in the chat
+
+
+def test_saving_a_watched_folder_follows_it_at_once_and_records_the_change(
+    gui: Gui, tmp_path: Path, qtbot: QtBot
+) -> None:
+    from app import statusview as sv
+
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    (folder / "first.txt").write_text("The first note is about tides.", encoding="utf-8")
+    window = gui.open()
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    note = dialog.findChild(QLabel, "watch-note")
+    assert note is not None and "as soon as you save" in note.text()
+    dialog.folders.addItem(str(folder))
+
+    def recent() -> list[str]:
+        return [window.library.recent.item(i).text() for i in range(window.library.recent.count())]
+
+    async def save_then_add_a_file() -> None:
+        QTest.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        await gui.until(lambda: not dialog.isVisible(), 10, "the save")
+        assert window.bridge.services.watched_folders == [str(folder.resolve())]
+        # The folder is reconciled at once...
+        await gui.until(lambda: any("first.txt" in r for r in recent()), 20, "the reconcile")
+        # ...and then followed: a new file shows up as added.
+        (folder / "second.txt").write_text("The second note is about gulls.", encoding="utf-8")
+        await gui.until(
+            lambda: any(r.startswith("added: second.txt") for r in recent()), 20, "the new file"
+        )
+        window.bridge.refresh_status()
+        await gui.until(lambda: str(folder.resolve()) in window.health.watch_label.text(), 10)
+
+    gui.run(save_then_add_a_file(), 60)
+    assert "Watching 1 folder; changes are added automatically." in dialog.save_result.message()
+    assert "Restart" not in dialog.save_result.message()  # applied without a restart
+    assert "Backend: embedded" in window.health.cache_text
+
+    async def audit() -> list[object]:
+        stats = await window.bridge.services.stats()
+        return [e.get("detail") for e in sv.recent_events(stats) if e.get("action") == "setting"]
+
+    assert gui.run(audit()) == [{"keys": ["watched_folders"]}]
