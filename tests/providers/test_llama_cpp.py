@@ -427,15 +427,21 @@ async def test_the_event_loop_keeps_running_while_the_real_model_generates(
             last = now
 
     task = asyncio.create_task(ticker())
+    started = asyncio.get_running_loop().time()
     try:
         text = await collect(real_provider.stream(REQUEST))
     finally:
         stop.set()
         await task
+    total = asyncio.get_running_loop().time() - started
     assert text
+    # A loop blocked by inference would tick only once or twice, with one gap as
+    # long as the whole answer. A busy machine may delay single ticks, so this
+    # checks the shape (many ticks, no gap near the whole answer), not a latency.
     assert len(gaps) > 20
-    # A blocked loop would show one gap as long as the whole answer (~1-3 s).
-    assert max(gaps) <= 0.1, f"longest pause of the event loop: {max(gaps) * 1000:.0f} ms"
+    assert max(gaps) < max(0.5, total / 3), (
+        f"longest pause {max(gaps) * 1000:.0f} ms of an answer of {total * 1000:.0f} ms"
+    )
 
 
 # --------------------------------------------------------------------------- llama.cpp's server
