@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import statistics
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
@@ -320,10 +321,11 @@ def test_timers_keep_firing_during_a_large_ingestion(gui: Gui, tmp_path: Path) -
     assert report is not None and report.count(FileStatus.ADDED) == 300
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 10
-    long_gaps = [g for g in gaps if g > 0.5]
-    # The loop kept turning: nearly every gap is near 50 ms, none approach a second.
-    assert len(long_gaps) <= 2, long_gaps
-    assert max(gaps) < 1.0, max(gaps)
+    # The loop kept turning: the typical gap stays near the 50 ms interval and no
+    # pause comes near the length of the ingestion (a blocked loop shows one gap
+    # as long as the whole run). Bounds are loose: CI machines are busy.
+    assert statistics.median(gaps) < 0.2, statistics.median(gaps)
+    assert max(gaps) < 2.0, max(gaps)
     assert window.library.recent.count() == 300
 
 
