@@ -329,9 +329,28 @@ def _reject_binary(text: str, name: str) -> None:
 # --------------------------------------------------------------------------- plain text, code
 
 
+# Generated or minified code (bundles, search indexes, source maps) is written for
+# machines: a few enormous lines. Indexing it floods search with noise (the Sphinx
+# search index alone would be a third of the Python docs' chunks).
+MINIFIED_LINE_CHARS = 1000
+MINIFIED_SHARE = 0.5
+
+
+def looks_minified(text: str) -> bool:
+    """Most of the text sits on lines over ``MINIFIED_LINE_CHARS`` characters."""
+    if len(text) < MINIFIED_LINE_CHARS:
+        return False
+    long_chars = sum(len(line) for line in text.split("\n") if len(line) > MINIFIED_LINE_CHARS)
+    return long_chars > MINIFIED_SHARE * len(text)
+
+
 def _parse_plain(text: str, encoding: str, kind: str, name: str) -> ExtractedDocument:
     if not text.strip():
         raise IngestError(f"'{name}' contains only whitespace.")
+    if kind == "code" and looks_minified(text):
+        raise UnsupportedFile(
+            f"'{name}' looks like generated or minified code (very long lines); it was not indexed."
+        )
     return ExtractedDocument(text=text, kind=kind, encoding=encoding)
 
 
@@ -651,8 +670,30 @@ class _HtmlText:
         return "".join(self.parts)
 
 
+# A list or table whose text is almost all link text is navigation (a table of
+# contents, an index, a link farm), the classic boilerplate signal; prose that
+# merely contains links stays.
+_LINK_LIST_TAGS = frozenset({"ul", "ol", "dl", "table", "nav", "menu"})
+LINK_DENSITY = 0.8
+LINK_MIN_LINKS = 8
+
+
+def _is_link_list(el: Any) -> bool:
+    links = 0
+    link_chars = 0
+    for a in el.iter("a"):
+        links += 1
+        link_chars += len("".join(a.itertext()).strip())
+    if links < LINK_MIN_LINKS:
+        return False
+    total = len("".join(el.itertext()).strip())
+    return total > 0 and link_chars / total >= LINK_DENSITY
+
+
 def _is_dropped(el: Any, tag: str, inside_article: bool) -> bool:
     if tag in _DROP_TAGS:
+        return True
+    if tag in _LINK_LIST_TAGS and _is_link_list(el):
         return True
     if tag == "header" and not inside_article:
         return True  # a page header is navigation; an article's own header holds its title
@@ -690,7 +731,7 @@ def _parse_html(data: bytes, name: str) -> ExtractedDocument:
     out.flush()
     text = out.text()
     if not text.strip():
-        raise IngestError(f"'{name}' has no readable text in its HTML.")
+        raise IngestError(f"'{name}' has no readable text in its HTML (only navigation or links).")
     first_h1 = next((h.title for h in out.headings if h.level == 1), None)
     return ExtractedDocument(
         text=text,

@@ -356,3 +356,30 @@ def test_parse_file_runs_in_a_process_pool(files: dict[str, Path]) -> None:
 def test_python_docs_tables_become_rows_of_cells(python_docs: Path) -> None:
     doc = parse(python_docs / "library" / "stdtypes.html")
     assert "Operation | Result | Notes\nx or y | if x is false, then y, else x | (1)" in doc.text
+
+
+def test_minified_code_is_refused_with_a_reason(tmp_path: Path) -> None:
+    from core.ingest.parsers import parse_file
+
+    bundle = tmp_path / "bundle.min.js"
+    bundle.write_text("var a=" + ",".join(str(i) for i in range(5000)) + ";\n")
+    with pytest.raises(IngestError, match="minified"):
+        parse_file(bundle, max_bytes=10_000_000)
+    normal = tmp_path / "app.js"
+    normal.write_text("function add(a, b) {\n  return a + b;\n}\n" * 50)
+    assert parse_file(normal, max_bytes=10_000_000).kind == "code"
+
+
+def test_link_lists_are_navigation_but_prose_with_links_stays(tmp_path: Path) -> None:
+    from core.ingest.parsers import parse_file
+
+    links = "".join(f'<li><a href="p{i}.html">Chapter {i}</a></li>' for i in range(20))
+    page = tmp_path / "page.html"
+    page.write_text(
+        f"<html><body><main><h1>Guide</h1><ul>{links}</ul>"
+        '<p>The <a href="x.html">retry</a> option waits five seconds between attempts, '
+        "then gives up after three tries.</p></main></body></html>"
+    )
+    doc = parse_file(page, max_bytes=1_000_000)
+    assert "Chapter 7" not in doc.text
+    assert "waits five seconds" in doc.text and "retry" in doc.text
