@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-cache", action="store_true", help="do not use or fill the answer cache")
     p.add_argument("--top-k", type=int, default=None, help="passages to retrieve")
+    p.add_argument(
+        "--in",
+        dest="within",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="only search this file or folder (repeatable)",
+    )
+    p.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        choices=["pdf", "html", "markdown", "text", "docx", "code"],
+        help="only search files of this kind (repeatable)",
+    )
 
     p = sub.add_parser("health", help="show the state of every component")
     p.add_argument("--json", action="store_true")
@@ -288,8 +303,15 @@ async def _ask_one(services: Any, question: str, args: argparse.Namespace) -> An
     """One answer; a batch waits out the rate limit instead of failing."""
     while True:
         try:
+            filters = None
+            if args.within or args.kind:
+                filters = await services.filters_for(args.within, args.kind)
             answer: Answer = await services.ask(
-                question, use_cache=not args.no_cache, top_k=args.top_k, session="cli"
+                question,
+                use_cache=not args.no_cache,
+                top_k=args.top_k,
+                session="cli",
+                filters=filters,
             )
             return answer
         except RateLimited as exc:

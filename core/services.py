@@ -996,6 +996,38 @@ class Services:
 
     # ------------------------------------------------------------------ views
 
+    async def filters_for(
+        self, paths: Sequence[str | Path] = (), kinds: Sequence[str] = ()
+    ) -> SearchFilters:
+        """Filters from user input: a file limits to that document, a folder to its tree."""
+
+        def resolve() -> SearchFilters:
+            doc_ids: set[int] = set()
+            folders: list[str] = []
+            with self.engine.connect() as conn:
+                for raw in paths:
+                    p = Path(raw).expanduser().resolve()
+                    if p.is_dir():
+                        folders.append(str(p))
+                        continue
+                    row = store.document_by_path(conn, str(p))
+                    if row is None:
+                        raise UsageError(
+                            f"{p} is neither a folder nor a document in the knowledge base."
+                        )
+                    doc_ids.add(row.id)
+            if doc_ids and folders:
+                # Both given: the union, by listing the folders' documents too.
+                with self.engine.connect() as conn:
+                    for folder in folders:
+                        doc_ids.update(d.id for d in store.documents_under(conn, folder))
+                folders = []
+            return SearchFilters(
+                document_ids=frozenset(doc_ids), folders=tuple(folders), kinds=frozenset(kinds)
+            )
+
+        return await asyncio.to_thread(resolve)
+
     async def document_text(self, path: str) -> str:
         """The extracted text of a source (citations index into it)."""
 

@@ -18,6 +18,7 @@ from sqlalchemy.pool import Pool
 
 from core.config import load_settings
 from core.db.engine import schema_revision
+from core.errors import UsageError
 from core.services import Services
 
 
@@ -185,3 +186,23 @@ def test_sigterm_shuts_down_gracefully_and_keeps_finished_documents(
     summary = json.loads(result.stdout)["summary"]
     assert summary["unchanged"] == n_docs
     assert summary["added"] == 400 - n_docs
+
+
+async def test_filters_limit_retrieval_to_a_document_a_folder_or_a_kind(
+    home: Path, corpus: Path
+) -> None:
+    (home / "archivist.toml").write_text("[ingest]\nembed = false\n")
+    sub = corpus / "sub"
+    sub.mkdir()
+    (sub / "ferry-notes.txt").write_text("The ferry to Gull Island has a small cafe on board.\n")
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        q = "What does the Gull Island ferry offer?"
+        by_kind = await services.ask(q, filters=await services.filters_for(kinds=["pdf"]))
+        assert by_kind.citations and all(c.source.endswith(".pdf") for c in by_kind.citations)
+        by_folder = await services.ask(q, filters=await services.filters_for([sub]))
+        assert {Path(c.source).name for c in by_folder.citations} == {"ferry-notes.txt"}
+        by_doc = await services.ask(q, filters=await services.filters_for([corpus / "ferry.pdf"]))
+        assert {Path(c.source).name for c in by_doc.citations} == {"ferry.pdf"}
+        with pytest.raises(UsageError):
+            await services.filters_for([corpus / "missing.txt"])
