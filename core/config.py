@@ -58,7 +58,11 @@ class IngestSettings:
 class RetrievalSettings:
     top_k: int = 5
     candidates: int = 50
+    # Chosen by `archivist eval retrieval` on the Python 3.11 docs set (51 answerable
+    # questions, 18.5K chunks): nDCG@10 rrf 0.811, convex 0.805, vector 0.753, bm25 0.740.
     fusion: str = "rrf"  # "rrf" | "convex" | "bm25" | "vector"
+    # k = 60 as in Cormack et al. (2009): it damps the weight of the very top ranks
+    # so that one list's first hit cannot outvote agreement between the lists.
     rrf_k: int = 60
     convex_alpha: float = 0.5  # weight of the vector score in the convex combination
     bm25_k1: float = 1.5
