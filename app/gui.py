@@ -88,6 +88,19 @@ def install_crash_handler(log_path: str) -> None:
 
 def run_gui(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    ):
+        # Qt would abort with a core dump; say what to do instead.
+        print(
+            "archivist: error: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "run it in a desktop session, under xvfb-run, or use the command line "
+            "(archivist --help)",
+            file=sys.stderr,
+        )
+        return 1
     import qasync
     from PySide6.QtWidgets import QApplication
 
