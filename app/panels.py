@@ -83,7 +83,7 @@ class LibraryPanel(QWidget):
         self.progress.setAccessibleName("Ingestion progress")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v of %m files")
+        self.progress.setFormat("No ingestion running")  # "0 of 1 files" would mislead
         layout.addWidget(self.progress)
         self.eta_label = QLabel("Idle.", self)
         self.eta_label.setAccessibleName("Ingestion status")
@@ -108,6 +108,7 @@ class LibraryPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
 
     def on_started(self, n: int) -> None:
+        self.progress.setFormat("%v of %m files")
         self.progress.setRange(0, 0)  # busy until the first progress event counts files
         self.cancel_button.setEnabled(True)
         self.eta_label.setText(f"Looking at {n} item(s)…")
@@ -165,6 +166,7 @@ class LibraryPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("No ingestion running")
         self.eta_label.setText(message)
 
     def show_quarantine(self, rows: Sequence[tuple[str, str, float]]) -> None:
