@@ -69,6 +69,11 @@ class RetrievalSettings:
     bm25_b: float = 0.75
     stemming: bool = True
     stop_words: bool = True
+    # Result diversity: at most this many chunks of one document in the top k (0 = no
+    # cap); the rest follow in order. Measured on the Python docs set (rrf, k=10):
+    # cap 0/1/2 -> nDCG@10 0.811/0.832/0.817, extractive answer accuracy
+    # 0.33/0.33/0.38. 2 helps both; 1 favours page recall over a page's second passage.
+    max_per_document: int = 2
     reranker: str = ""  # a model name from the catalog or a local folder; empty = off
     rerank_candidates: int = 20
     rerank_max_length: int = 256
@@ -86,6 +91,10 @@ class RetrievalSettings:
             raise ConfigError("must be at least 1", key="retrieval.rrf_k", file=file)
         if not 0.0 <= self.convex_alpha <= 1.0:
             raise ConfigError("must be between 0 and 1", key="retrieval.convex_alpha", file=file)
+        if self.max_per_document < 0:
+            raise ConfigError(
+                "must be 0 (no cap) or more", key="retrieval.max_per_document", file=file
+            )
         if self.rerank_candidates < self.top_k:
             raise ConfigError(
                 "must be at least top_k", key="retrieval.rerank_candidates", file=file

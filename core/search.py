@@ -215,6 +215,28 @@ class SearchIndex:
     def vector_count(self) -> int:
         return len(self._vectors) if self._vectors is not None else 0
 
+    def _diversify(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        """At most ``max_per_document`` chunks of one document in the top ``k``.
+
+        Passages from other documents move up instead of a fourth slice of the
+        same page; what is pushed out follows, in order, after the top ``k``.
+        """
+        cap = self._settings.max_per_document
+        if cap <= 0:
+            return ranked
+        per_doc: dict[int, int] = {}
+        top: list[tuple[int, float]] = []
+        rest: list[tuple[int, float]] = []
+        with self._lock:
+            for cid, score in ranked:
+                doc = self._chunk_doc.get(cid, -cid)
+                if len(top) < k and per_doc.get(doc, 0) < cap:
+                    per_doc[doc] = per_doc.get(doc, 0) + 1
+                    top.append((cid, score))
+                else:
+                    rest.append((cid, score))
+        return top + rest
+
     def allowed_ids(self, filters: SearchFilters) -> npt.NDArray[np.int64] | None:
         if filters.empty:
             return None
@@ -266,6 +288,7 @@ class SearchIndex:
             fused = reciprocal_rank_fusion(
                 [[c for c, _ in bm25], [c for c, _ in vec]], k=self._settings.rrf_k
             )
+        fused = self._diversify(fused, k)
         hits = []
         for cid, score in fused[:k]:
             b = bm25_rank.get(cid)

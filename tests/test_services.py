@@ -206,3 +206,24 @@ async def test_filters_limit_retrieval_to_a_document_a_folder_or_a_kind(
         assert {Path(c.source).name for c in by_doc.citations} == {"ferry.pdf"}
         with pytest.raises(UsageError):
             await services.filters_for([corpus / "missing.txt"])
+
+
+async def test_top_k_is_diversified_across_documents(home: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "big.md").write_text(
+        "\n\n".join(
+            f"## Part {i}\n\nThe kiln fires pottery at high heat, step {i}." for i in range(8)
+        )
+    )
+    (docs / "small.txt").write_text("A kiln for pottery needs a dedicated electrical circuit.\n")
+    (home / "archivist.toml").write_text(
+        "[ingest]\nembed = false\n[retrieval]\ntop_k = 4\nmax_per_document = 2\n"
+    )
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        chunks, _ = await services.search("kiln pottery", k=4)
+        names = [Path(c.chunk.source).name for c in chunks]
+        assert "small.txt" in names
+        assert names[:3].count("big.md") <= 2
+        assert len(chunks) == 4  # pushed-out chunks still fill the list when needed
