@@ -295,12 +295,16 @@ class Services:
         if name is None:
             return None
         # A CPU model needs time: prefill of ~1,000 context tokens takes seconds.
+        # Answers are capped at 320 tokens: measured on the Python docs questions,
+        # the 0.5B model spends most of a 15-55 s answer decoding long examples
+        # (~25 tokens/s on two cores) that the question did not ask for.
         settings = ProviderSettings(
             name="local",
             kind="llama_cpp",
             model=name,
             timeout_s=180.0,
             first_token_timeout_s=90.0,
+            max_tokens=320,
         )
         log.info("local model %s is the first provider", name)
         return LlamaCppProvider(settings, self.settings.models_dir)
