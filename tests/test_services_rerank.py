@@ -8,7 +8,7 @@ import pytest
 
 from core.config import load_settings
 from core.services import Services
-from tests.retrieval.conftest_rerank import build_cross_encoder
+from tests.support.cross_encoder import build_cross_encoder
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from core.rerank import Reranker  # noqa: E402
 from core.types import Chunk, ScoredChunk  # noqa: E402
-from tests.retrieval.conftest_rerank import MINILM_L6, build_cross_encoder  # noqa: E402
+from tests.support.cross_encoder import MINILM_L6, build_cross_encoder  # noqa: E402
 
 QUESTION = "how do I run a blocking function from asyncio without freezing the window?"
 WORDS_PER_PASSAGE = 100

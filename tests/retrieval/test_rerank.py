@@ -1,7 +1,7 @@
 """The cross-encoder rerank stage, against a real (tiny, random-weight) cross-encoder.
 
 The model is built once per session in a temporary folder (see
-``conftest_rerank``) and loaded by the real sentence-transformers
+``tests.support.cross_encoder``) and loaded by the real sentence-transformers
 ``CrossEncoder``: its scores mean nothing, but they are real model outputs, so
 ordering, truncation, batching and locking are exercised for real.
 """
@@ -18,7 +18,7 @@ import pytest
 from core.errors import ModelError
 from core.rerank import Reranker, apply_rerank, order_by_scores, passage_text
 from core.types import Chunk, ScoredChunk
-from tests.retrieval.conftest_rerank import build_cross_encoder
+from tests.support.cross_encoder import build_cross_encoder
 
 PASSAGES = [
     "The functools module provides higher-order functions such as lru_cache and partial.",
