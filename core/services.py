@@ -714,14 +714,9 @@ class Services:
 
         # Retrieved text is data. Passages that read like instructions to a model
         # (indirect injection) are left out of the prompt and the user is told.
-        kept: list[ScoredChunk] = []
-        dropped = 0
-        for sc in scored:
-            verdict = self._detector.scan(sc.chunk.text, source="document")
-            if verdict.blocked:
-                dropped += 1
-                continue
-            kept.append(sc)
+        # Regex scoring of every passage: a worker thread, not the (GUI) event loop.
+        kept = await asyncio.to_thread(self._without_injections, scored)
+        dropped = len(scored) - len(kept)
         if dropped:
             trace.detail["passages_dropped"] = dropped
             notices.append(
@@ -809,6 +804,11 @@ class Services:
             entry = await cache.put_result(namespace, text, qvec, _payload(answer), doc_ids)
             answer = dataclasses.replace(answer, cache_entry=entry)
         return answer
+
+    def _without_injections(self, scored: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+        return [
+            sc for sc in scored if not self._detector.scan(sc.chunk.text, source="document").blocked
+        ]
 
     def _record_ask(self, trace: _AskTrace) -> None:
         total = trace.timings.get("total", 0.0)
