@@ -23,10 +23,10 @@ from typing import Any, Literal
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
 from app.settings_file import SaveResult, SettingsForm, save_form, watching_note
+from core.breaker import BreakerTransition
 from core.config import Settings
 from core.conversations import Conversation, ConversationStore
 from core.errors import ArchivistError
-from core.providers.breaker import BreakerTransition
 from core.services import Services
 from core.types import AnswerChunk, FileStatus, IngestProgress, IngestReport
 

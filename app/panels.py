@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from app import statusview as sv
 from app.widgets import BarChart
-from core.providers.breaker import BreakerSnapshot, BreakerTransition
+from core.breaker import BreakerSnapshot, BreakerTransition
 from core.types import FileOutcome, FileStatus, HealthSnapshot, IngestProgress, IngestReport
 
 STATUS_WORDS = {

@@ -51,8 +51,8 @@ from app.panels import HealthPanel, LibraryPanel
 from app.render import TurnActions, conversation_html, live_html
 from app.settings_file import SaveResult, form_from_settings
 from app.widgets import ChatView
+from core.breaker import BreakerSnapshot
 from core.conversations import Conversation, ConversationSummary, Turn, turn_from_answer
-from core.providers.breaker import BreakerSnapshot
 from core.types import Answer, Citation, HealthSnapshot, IngestReport
 
 RENDER_INTERVAL_MS = 40  # streaming re-renders at most ~25 times a second

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from core.config import EmbeddingSettings
 from core.errors import ModelError
+from core.types import FloatArray
 
 log = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float32]
 
 # Models that can be found without a network: a name maps to the packages that
 # carry it (tried in order). A local folder path given in settings wins.

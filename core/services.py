@@ -34,23 +34,26 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
-from core import store
 from core.audit import AuditEvent, AuditLog, AuditStats
+from core.breaker import BreakerTransition, CircuitBreaker
 from core.cache import CacheService, EmbeddedBackend, RedisBackend, make_namespace
 from core.config import ProviderSettings, Settings
+from core.db import store
 from core.db.engine import create_engine_for, schema_revision, upgrade_schema
-from core.embedding import Embedder, FloatArray
+from core.embedding import Embedder
 from core.errors import ArchivistError, ModelError, RateLimited, StorageError, UsageError
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
-from core.ingest.pipeline import IndexDelta, Ingestor
+from core.ingest.pipeline import Ingestor
 from core.logs import request_context
 from core.providers.base import Provider
-from core.providers.breaker import BreakerTransition, CircuitBreaker
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider
 from core.providers.llama_cpp import LlamaCppProvider, local_model_available
 from core.providers.openai import PROMPT_VERSION, OpenAIProvider
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
-from core.ratelimit import (
+from core.retrieval.rerank import Reranker
+from core.retrieval.search import Hit, SearchIndex
+from core.security.injection import InjectionDetector
+from core.security.ratelimit import (
     BucketSpec,
     EmbeddedRateLimiter,
     FailoverRateLimiter,
@@ -58,9 +61,6 @@ from core.ratelimit import (
     RateLimitSettings,
     RedisRateLimiter,
 )
-from core.rerank import Reranker
-from core.search import Hit, SearchIndex
-from core.security.injection import InjectionDetector
 from core.security.sanitize import clean_question
 from core.types import (
     Answer,
@@ -69,8 +69,10 @@ from core.types import (
     Citation,
     ComponentHealth,
     ContextPassage,
+    FloatArray,
     GenerationRequest,
     HealthSnapshot,
+    IndexDelta,
     IngestProgress,
     IngestReport,
     ScoredChunk,

@@ -14,6 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
+# One name for every float32 array (embeddings, query vectors, matrices).
+FloatArray = npt.NDArray[np.float32]
+
 # --------------------------------------------------------------------------- ingestion
 
 
@@ -129,6 +135,18 @@ class IngestReport:
         return {s.value: self.count(s) for s in FileStatus}
 
 
+@dataclass(frozen=True, slots=True)
+class IndexDelta:
+    """What changed in the knowledge base, for the search indexes and caches."""
+
+    added: tuple[Chunk, ...] = ()
+    vectors: FloatArray | None = None  # rows aligned with ``added`` (or None)
+    kinds: tuple[str, ...] = ()  # file kind per added chunk
+    removed: tuple[int, ...] = ()
+    documents: frozenset[int] = frozenset()  # documents whose content changed or vanished
+    moved: tuple[tuple[int, str], ...] = ()  # (document id, new path): nothing re-indexed
+
+
 # --------------------------------------------------------------------------- retrieval
 
 
@@ -143,13 +161,6 @@ class SearchFilters:
     @property
     def empty(self) -> bool:
         return not (self.document_ids or self.folders or self.kinds)
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    text: str
-    top_k: int = 5
-    filters: SearchFilters = field(default_factory=SearchFilters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,3 +311,77 @@ class HealthSnapshot:
             "taken_at": self.taken_at,
             "components": {c.name: c.to_json() for c in self.components},
         }
+
+
+# --------------------------------------------------------------------------- breakers
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """A state change, delivered to listeners (for the audit log and the GUI)."""
+
+    provider: str
+    old: BreakerState
+    new: BreakerState
+    reason: str
+    at: float  # the breaker's clock
+    retry_in_s: float | None = None  # set when the circuit opens
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """The breaker's state for ``archivist health`` (a plain value)."""
+
+    name: str
+    state: BreakerState
+    consecutive_failures: int
+    last_error: str | None
+    seconds_until_half_open: float | None  # None unless OPEN
+    rate_limited_for_s: float | None  # None unless a Retry-After is running
+    successes: int
+    failures: int
+    rejections: int  # calls the breaker refused without trying
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "seconds_until_half_open": _round(self.seconds_until_half_open),
+            "rate_limited_for_s": _round(self.rate_limited_for_s),
+            "successes": self.successes,
+            "failures": self.failures,
+            "rejections": self.rejections,
+        }
+
+    def to_component(self, kind: str = "") -> ComponentHealth:
+        """This provider as one component of a ``HealthSnapshot``."""
+        status: Literal["ok", "degraded", "down"]
+        if self.state is BreakerState.OPEN:
+            status = "down"
+            detail = f"circuit open; retrying in {self.seconds_until_half_open or 0:.0f} s"
+        elif self.state is BreakerState.HALF_OPEN:
+            status, detail = "degraded", "circuit half-open; probing"
+        elif self.rate_limited_for_s:
+            status = "degraded"
+            detail = f"rate limited for {self.rate_limited_for_s:.0f} s"
+        else:
+            status, detail = "ok", "circuit closed"
+        if self.last_error and status != "ok":
+            detail += f" (last error: {self.last_error})"
+        data = {"kind": kind, **self.to_json()} if kind else self.to_json()
+        data.pop("name")
+        return ComponentHealth(
+            name=f"provider:{self.name}", status=status, detail=detail, data=data
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.breaker import CircuitBreaker
 from core.conversations import (
     ConversationStore,
     Turn,
@@ -16,7 +17,6 @@ from core.conversations import (
     turn_from_answer,
 )
 from core.errors import UsageError
-from core.providers.breaker import CircuitBreaker
 from core.types import Answer, CacheMatch, Chunk, Citation, ScoredChunk
 
 

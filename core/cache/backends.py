@@ -28,11 +28,12 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import CacheUnavailable
+from core.types import FloatArray
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-Vector = npt.NDArray[np.float32]
+Vector = FloatArray
 
 # Above this many rows a namespace search runs in a worker thread (a 384-d matrix
 # product over 5,000 rows takes ~0.3 ms; over 100,000 rows ~10 ms).

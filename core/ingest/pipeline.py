@@ -29,11 +29,19 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from core import store
 from core.config import IngestSettings
-from core.embedding import Embedder, FloatArray
+from core.db import store
+from core.embedding import Embedder
 from core.ingest.worker import ParseResult, parse_and_chunk
-from core.types import Chunk, FileOutcome, FileStatus, IngestProgress, IngestReport
+from core.types import (
+    Chunk,
+    FileOutcome,
+    FileStatus,
+    FloatArray,
+    IndexDelta,
+    IngestProgress,
+    IngestReport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +63,6 @@ SKIP_DIRS = frozenset(
         "_static",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class IndexDelta:
-    """What changed in the knowledge base, for the search indexes and caches."""
-
-    added: tuple[Chunk, ...] = ()
-    vectors: FloatArray | None = None  # rows aligned with ``added`` (or None)
-    kinds: tuple[str, ...] = ()  # file kind per added chunk
-    removed: tuple[int, ...] = ()
-    documents: frozenset[int] = frozenset()  # documents whose content changed or vanished
-    moved: tuple[tuple[int, str], ...] = ()  # (document id, new path): nothing re-indexed
 
 
 @dataclass(slots=True)

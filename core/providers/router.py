@@ -33,6 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Literal
 
+from core.breaker import BreakerSnapshot, CircuitBreaker, counts_as_failure
 from core.errors import (
     ProviderError,
     ProviderRateLimited,
@@ -41,7 +42,6 @@ from core.errors import (
     UsageError,
 )
 from core.providers.base import Provider
-from core.providers.breaker import BreakerSnapshot, CircuitBreaker, counts_as_failure
 from core.types import GenerationRequest
 
 Outcome = Literal[

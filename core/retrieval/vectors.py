@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from core.errors import StorageError
+from core.types import FloatArray
 
 __all__ = ["VectorIndex"]
 
@@ -47,7 +48,6 @@ _COMPACT_MIN_ROWS = 1024
 _COPY_ROWS = 65_536  # compaction copies this many rows at a time
 
 IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float32]
 Allowed = NDArray[np.integer[Any]] | Set[int] | None
 
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx
 
+from core.breaker import BreakerState, BreakerTransition, CircuitBreaker
 from core.config import BreakerSettings, ProviderSettings
-from core.providers.breaker import BreakerState, BreakerTransition, CircuitBreaker
 from core.providers.openai import OpenAIProvider
 from core.providers.router import Done, ProviderRouter, Token
 from core.types import ContextPassage, GenerationRequest

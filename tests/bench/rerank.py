@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from core.rerank import Reranker  # noqa: E402
+from core.retrieval.rerank import Reranker  # noqa: E402
 from core.types import Chunk, ScoredChunk  # noqa: E402
 from tests.support.cross_encoder import MINILM_L6, build_cross_encoder  # noqa: E402
 

@@ -6,20 +6,20 @@ import logging
 
 import pytest
 
-from core.config import BreakerSettings
-from core.errors import (
-    CircuitOpen,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderUnavailable,
-)
-from core.providers.breaker import (
+from core.breaker import (
     BreakerEvent,
     BreakerState,
     BreakerTransition,
     CircuitBreaker,
     counts_as_failure,
     next_state,
+)
+from core.config import BreakerSettings
+from core.errors import (
+    CircuitOpen,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
 )
 from tests.providers.fakes import FakeClock
 
@@ -354,7 +354,7 @@ def test_raising_listener_does_not_break_the_breaker(
 
     breaker.add_listener(broken)
     breaker.add_listener(seen.append)
-    with caplog.at_level(logging.ERROR, logger="core.providers.breaker"):
+    with caplog.at_level(logging.ERROR, logger="core.breaker"):
         trip(breaker)
     assert breaker.state is BreakerState.OPEN
     assert len(seen) == 1  # the listener after the broken one still ran

@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from core import models
+from core.breaker import CircuitBreaker
 from core.config import BreakerSettings, ProviderSettings
 from core.errors import ProviderRejected, ProviderUnavailable
-from core.providers.breaker import CircuitBreaker
 from core.providers.extractive import ExtractiveProvider
 from core.providers.llama_cpp import (
     RUNTIME_MISSING,

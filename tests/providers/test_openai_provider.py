@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from core.breaker import counts_as_failure
 from core.config import ProviderSettings
 from core.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
 from core.providers.base import Provider
-from core.providers.breaker import counts_as_failure
 from core.providers.openai import (
     PROMPT_VERSION,
     OpenAIProvider,

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Sequence
 import httpx
 import pytest
 
+from core.breaker import BreakerState, CircuitBreaker
 from core.config import BreakerSettings, ProviderSettings
 from core.errors import ProviderRejected, ProviderUnavailable, UsageError
-from core.providers.breaker import BreakerState, CircuitBreaker
 from core.providers.openai import OpenAIProvider
 from core.providers.router import (
     Attempt,

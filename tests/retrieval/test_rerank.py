@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ModelError
-from core.rerank import Reranker, apply_rerank, order_by_scores, passage_text
+from core.retrieval.rerank import Reranker, apply_rerank, order_by_scores, passage_text
 from core.types import Chunk, ScoredChunk
 from tests.support.cross_encoder import build_cross_encoder
 

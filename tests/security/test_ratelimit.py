@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from core.errors import RateLimited
-from core.ratelimit import (
+from core.security.ratelimit import (
     BucketSpec,
     EmbeddedRateLimiter,
     RateDecision,

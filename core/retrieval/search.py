@@ -23,15 +23,13 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 
-from core import store
 from core.config import RetrievalSettings
-from core.embedding import FloatArray
-from core.ingest.pipeline import IndexDelta
+from core.db import store
 from core.retrieval.bm25 import BM25Index
 from core.retrieval.fusion import convex_combination, reciprocal_rank_fusion
 from core.retrieval.text import Analyzer
 from core.retrieval.vectors import VectorIndex
-from core.types import SearchFilters
+from core.types import FloatArray, IndexDelta, SearchFilters
 
 log = logging.getLogger(__name__)
 

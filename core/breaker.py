@@ -36,8 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from core.config import BreakerSettings
 from core.errors import (
@@ -47,7 +45,16 @@ from core.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from core.types import ComponentHealth
+from core.types import BreakerSnapshot, BreakerState, BreakerTransition
+
+__all__ = [
+    "BreakerSnapshot",
+    "BreakerState",
+    "BreakerTransition",
+    "CircuitBreaker",
+    "counts_as_failure",
+    "next_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +62,6 @@ Clock = Callable[[], float]
 
 # When a 429 carries no Retry-After we still back off this long before asking again.
 DEFAULT_RATE_LIMIT_S = 1.0
-
-
-class BreakerState(enum.StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 class BreakerEvent(enum.StrEnum):
@@ -110,71 +111,6 @@ def counts_as_failure(exc: BaseException) -> bool:
     if isinstance(exc, ProviderUnavailable | ProviderError):
         return True
     return isinstance(exc, TimeoutError | ConnectionError)
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerTransition:
-    """A state change, delivered to listeners (for the audit log and the GUI)."""
-
-    provider: str
-    old: BreakerState
-    new: BreakerState
-    reason: str
-    at: float  # the breaker's clock
-    retry_in_s: float | None = None  # set when the circuit opens
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSnapshot:
-    """The breaker's state for ``archivist health`` (a plain value)."""
-
-    name: str
-    state: BreakerState
-    consecutive_failures: int
-    last_error: str | None
-    seconds_until_half_open: float | None  # None unless OPEN
-    rate_limited_for_s: float | None  # None unless a Retry-After is running
-    successes: int
-    failures: int
-    rejections: int  # calls the breaker refused without trying
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "consecutive_failures": self.consecutive_failures,
-            "last_error": self.last_error,
-            "seconds_until_half_open": _round(self.seconds_until_half_open),
-            "rate_limited_for_s": _round(self.rate_limited_for_s),
-            "successes": self.successes,
-            "failures": self.failures,
-            "rejections": self.rejections,
-        }
-
-    def to_component(self, kind: str = "") -> ComponentHealth:
-        """This provider as one component of a ``HealthSnapshot``."""
-        status: Literal["ok", "degraded", "down"]
-        if self.state is BreakerState.OPEN:
-            status = "down"
-            detail = f"circuit open; retrying in {self.seconds_until_half_open or 0:.0f} s"
-        elif self.state is BreakerState.HALF_OPEN:
-            status, detail = "degraded", "circuit half-open; probing"
-        elif self.rate_limited_for_s:
-            status = "degraded"
-            detail = f"rate limited for {self.rate_limited_for_s:.0f} s"
-        else:
-            status, detail = "ok", "circuit closed"
-        if self.last_error and status != "ok":
-            detail += f" (last error: {self.last_error})"
-        data = {"kind": kind, **self.to_json()} if kind else self.to_json()
-        data.pop("name")
-        return ComponentHealth(
-            name=f"provider:{self.name}", status=status, detail=detail, data=data
-        )
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 Listener = Callable[[BreakerTransition], object]

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db.schema import chunks, documents, embeddings, kb_meta, quarantine
-from core.types import Chunk, ChunkDraft, ExtractedDocument
+from core.types import Chunk, ChunkDraft, ExtractedDocument, FloatArray
 
 HEADING_SEP = " > "
 
@@ -289,9 +288,6 @@ def chunk_meta(conn: Connection) -> list[tuple[int, int, str, str]]:
         )
     )
     return [(r.id, r.document_id, r.path, r.kind) for r in rows]
-
-
-FloatArray = npt.NDArray[np.float32]
 
 
 def load_embeddings(
