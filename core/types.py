@@ -184,7 +184,14 @@ CacheLayer = Literal["miss", "embedding", "result"]
 
 @dataclass(frozen=True, slots=True)
 class Citation:
-    """A cited passage: ``text`` is exactly ``extracted_text(source)[start:end]``."""
+    """A cited passage: ``text`` is exactly ``extracted_text(source)[start:end]``.
+
+    ``quote`` is the sentence of the passage that supports the claim, at
+    ``extracted_text(source)[quote_start:quote_end]``. A quote that is not a
+    slice of the cited passage cannot be built: ``__post_init__`` refuses it, so a
+    citation can never point at a passage that lacks its evidence. Build one with
+    ``Citation.of(...)``, which cuts the quote out of the passage itself.
+    """
 
     marker: int  # the [n] used in the answer text, 1-based
     chunk_id: int
@@ -194,6 +201,47 @@ class Citation:
     end: int
     text: str
     score: float
+    quote: str = ""
+    quote_start: int | None = None
+    quote_end: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.end - self.start != len(self.text):
+            raise ValueError("citation span does not match its text")
+        if self.quote_start is None and self.quote_end is None and not self.quote:
+            return
+        qs, qe = self.quote_start, self.quote_end
+        if qs is None or qe is None or not (self.start <= qs < qe <= self.end):
+            raise ValueError("a quote must lie inside its cited passage")
+        if self.text[qs - self.start : qe - self.start] != self.quote:
+            raise ValueError("a quote must be the cited passage's own text")
+
+    @classmethod
+    def of(
+        cls,
+        marker: int,
+        chunk: Chunk,
+        score: float,
+        quote_span: tuple[int, int] | None = None,
+    ) -> Citation:
+        """A citation of ``chunk``; ``quote_span`` is relative to ``chunk.text``."""
+        if quote_span is None:
+            c = chunk
+            return cls(marker, c.id, c.source, c.page, c.start, c.end, c.text, score)
+        a, b = quote_span
+        return cls(
+            marker,
+            chunk.id,
+            chunk.source,
+            chunk.page,
+            chunk.start,
+            chunk.end,
+            chunk.text,
+            score,
+            quote=chunk.text[a:b],
+            quote_start=chunk.start + a,
+            quote_end=chunk.start + b,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,6 +253,34 @@ class Citation:
             "text": self.text,
             "chunk_id": self.chunk_id,
             "score": round(self.score, 6),
+            "quote": self.quote or None,
+            "quote_start": self.quote_start,
+            "quote_end": self.quote_end,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSentence:
+    """One sentence of a generated answer and the evidence found for it.
+
+    ``start``/``end`` index the answer text. ``markers`` are the citations whose
+    quotes support the sentence (empty when ``supported`` is false: the
+    documents were not found to say it).
+    """
+
+    text: str
+    start: int
+    end: int
+    supported: bool
+    markers: tuple[int, ...] = ()
+    score: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "supported": self.supported,
+            "markers": list(self.markers),
+            "score": round(self.score, 4),
         }
 
 
@@ -231,12 +307,22 @@ class Answer:
     # The provider whose stream broke off after text reached the user: the UI offers
     # to regenerate with ``ask(question, skip_providers={interrupted_by})``.
     interrupted_by: str | None = None
+    # Quote first: the best supporting sentences of the passages, shown at once
+    # (before any model runs) and kept as the answer when the model's is unsupported.
+    quotes: tuple[Citation, ...] = ()
+    # The answer's sentences after the evidence check (empty for quotes-only answers).
+    sentences: tuple[AnswerSentence, ...] = ()
+    # True when Archivist said "the documents do not contain the answer".
+    abstained: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.text,
             "citations": [c.to_json() for c in self.citations],
+            "quotes": [c.to_json() for c in self.quotes],
+            "sentences": [s.to_json() for s in self.sentences],
+            "abstained": self.abstained,
             "provider": self.provider,
             "cache": self.cache,
             "cache_match": (
