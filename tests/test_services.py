@@ -82,6 +82,38 @@ async def test_one_engine_and_one_pool_for_the_whole_life(
     await services.aclose()  # idempotent
 
 
+async def test_a_start_that_fails_part_way_closes_what_it_built(
+    home: Path, recorder: PoolRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider chain is built late in start(), after the engine, the schema,
+    # the audit writer, the cache and the index-load task.
+    def broken_chain(*args: object) -> None:
+        raise OSError("provider settings unreadable")
+
+    monkeypatch.setattr("core.services.build_router", broken_chain)
+    (home / "archivist.toml").write_text("[ingest]\nembed = false\n")
+    services = Services(load_settings())
+    before = set(asyncio.all_tasks())
+    with pytest.raises(OSError, match="unreadable"):
+        await services.start(warm_models=False)
+    assert services.engines_created == 1
+    with pytest.raises(RuntimeError):
+        _ = services.engine  # disposed
+    assert recorder.opened >= 1
+    assert recorder.closed == recorder.opened
+    leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert leftover == []  # the audit writer stopped too
+    await services.aclose()  # still safe
+
+
+async def test_sessions_ask_count_goes_past_a_thousand(home: Path) -> None:
+    (home / "archivist.toml").write_text("[ingest]\nembed = false\n[rate_limit]\nenabled = false\n")
+    async with Services(load_settings()) as services:
+        services.asker.asks = 1000  # as if 1,000 questions had been asked
+        await services.ask("lighthouse keeper")
+        assert (await services.stats())["session"]["asks"] == 1001
+
+
 async def test_schema_is_migrated_and_upgrade_keeps_user_data(home: Path, corpus: Path) -> None:
     (home / "archivist.toml").write_text("[ingest]\nembed = false\n")
     async with Services(load_settings()) as services:

@@ -29,8 +29,11 @@ context). Usage::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from core.types import Chunk
 
 Source = Literal["question", "document"]
 Level = Literal["allow", "flag", "block"]
@@ -443,27 +446,13 @@ def strip_invisible(text: str) -> tuple[str, list[int], list[int]]:
     """(visible text, its index -> original index, original indexes of suspicious chars).
 
     Legit joiners (emoji ZWJ sequences, Persian ZWNJ, subdivision-flag tags) are
-    kept out of the suspicious list; every invisible character is removed.
+    kept and not suspicious; every other invisible character is removed.
     """
-    out: list[str] = []
-    index: list[int] = []
-    suspicious: list[int] = []
-    n = len(text)
-    for i, ch in enumerate(text):
-        if ch in _ZERO_WIDTH or ch in _BIDI_OVERRIDE or ch in _BIDI_ISOLATE or _is_tag(ch):
-            prev = text[i - 1] if i else ""
-            nxt = text[i + 1] if i + 1 < n else ""
-            legit = (
-                (ch in "\u200c\u200d" and _joins_script(prev, nxt))
-                or (ch == "\ufeff" and i == 0)
-                or (_is_tag(ch) and _in_flag_sequence(text, i))
-            )
-            if not legit:
-                suspicious.append(i)
-            continue
-        out.append(ch)
-        index.append(i)
-    return "".join(out), index, suspicious
+    # The one rule lives in core.security.sanitize (it also keeps legit joiners).
+    from core.security.sanitize import visible_text
+
+    visible = visible_text(text)
+    return visible.text, list(visible.index), list(visible.hidden)
 
 
 def _in_flag_sequence(text: str, i: int) -> bool:
@@ -569,6 +558,15 @@ class InjectionDetector:
         )
         spans.sort(key=lambda s: (s.start, -s.weight))
         return InjectionReport(round(score, 4), categories, tuple(spans), level)
+
+    def scan_chunks(self, chunks: Iterable[Chunk]) -> list[tuple[Chunk, InjectionReport]]:
+        """The chunks of a document that read like instructions to a model, with why."""
+        found = []
+        for chunk in chunks:
+            report = self.scan(chunk.text, source="document")
+            if report.flagged:
+                found.append((chunk, report))
+        return found
 
 
 _DEFAULT = InjectionDetector()

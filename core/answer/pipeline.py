@@ -1,0 +1,445 @@
+"""The ask pipeline: one question in, one cited ``Answer`` out.
+
+    question ─▶ rate limit ─▶ injection policy ─▶ query embedding (cache layer 1)
+             ─▶ result cache (layer 2) ─▶ retrieve ─▶ drop injected passages
+             ─▶ generate (provider chain, streamed) ─▶ citations ─▶ cache ─▶ Answer
+
+``AskPipeline`` owns none of its collaborators: ``Services`` builds them and
+passes them in, so the pipeline can be tested with the parts it needs. Every
+ask leaves one audit event (``ask``) whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.cache import CacheService
+from core.config import Settings
+from core.errors import RateLimited
+from core.logs import request_context
+from core.providers.extractive import NOT_FOUND
+from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
+from core.retrieval.retriever import Retriever
+from core.security.injection import InjectionDetector
+from core.security.ratelimit import RateLimiter
+from core.security.sanitize import clean_question
+from core.types import (
+    Answer,
+    AnswerChunk,
+    CacheMatch,
+    Citation,
+    ContextPassage,
+    FloatArray,
+    GenerationRequest,
+    ScoredChunk,
+    SearchFilters,
+)
+
+log = logging.getLogger(__name__)
+
+_MARKER = re.compile(r"\[(\d{1,2})\]")
+REFUSAL = (
+    "This question was not answered: it looks like an attempt to change Archivist's "
+    "instructions ({categories}). Ask about the content of your documents instead."
+)
+
+TokenCallback = Callable[[AnswerChunk], None]
+
+
+class AuditFn(Protocol):
+    def __call__(self, action: str, outcome: str, **fields: Any) -> None: ...
+
+
+def _payload(answer: Answer) -> dict[str, Any]:
+    """What the result cache keeps of an answer (JSON-able)."""
+    return {
+        "text": answer.text,
+        "provider": answer.provider,
+        "notice": answer.notice,
+        "citations": [c.to_json() for c in answer.citations],
+    }
+
+
+def _citation_from_json(c: dict[str, Any]) -> Citation:
+    return Citation(
+        marker=int(c["marker"]),
+        chunk_id=int(c["chunk_id"]),
+        source=str(c["source"]),
+        page=c.get("page"),
+        start=int(c["start"]),
+        end=int(c["end"]),
+        text=str(c["text"]),
+        score=float(c["score"]),
+        quote=str(c.get("quote") or ""),
+        quote_start=c.get("quote_start"),
+        quote_end=c.get("quote_end"),
+    )
+
+
+def _answer_from_payload(
+    question: str, payload: dict[str, Any], timings: dict[str, float], request_id: str
+) -> Answer:
+    return Answer(
+        question=question,
+        text=str(payload.get("text", "")),
+        citations=tuple(_citation_from_json(c) for c in payload.get("citations", [])),
+        provider=str(payload.get("provider", "")),
+        cache="result",
+        degraded=False,
+        timings_ms=timings,
+        request_id=request_id,
+        notice=payload.get("notice"),
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class AskTrace:
+    """What one ask did, for the audit log (filled in as the ask proceeds)."""
+
+    request_id: str
+    session: str
+    question: str
+    outcome: str = "failed"
+    provider: str = ""
+    cache_layer: str = "miss"
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def marker_citations(answer_text: str, scored: Sequence[ScoredChunk]) -> tuple[Citation, ...]:
+    """Citations for the ``[n]`` markers of ``answer_text`` (all passages if it has none)."""
+    if not scored or answer_text.startswith(NOT_FOUND):
+        return ()
+    used: list[int] = []
+    for m in _MARKER.finditer(answer_text):
+        n = int(m.group(1))
+        if 1 <= n <= len(scored) and n not in used:
+            used.append(n)
+    if not used:  # a model that did not cite: show what it was given
+        used = list(range(1, len(scored) + 1))
+    return tuple(Citation.of(n, scored[n - 1].chunk, scored[n - 1].score) for n in sorted(used))
+
+
+class AskPipeline:
+    """Answers questions; see the module docstring for the steps."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        router: ProviderRouter,
+        *,
+        cache: CacheService | None,
+        limiter: RateLimiter | None,
+        detector: InjectionDetector,
+        audit: AuditFn,
+        namespace: Callable[[], str],
+    ) -> None:
+        self._settings = settings
+        self._retriever = retriever
+        self._router = router
+        self._cache = cache
+        self._limiter = limiter
+        self._detector = detector
+        self._audit = audit
+        self._namespace = namespace
+        self.asks = 0  # questions asked in this process (for the stats view)
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        use_cache: bool = True,
+        on_token: TokenCallback | None = None,
+        filters: SearchFilters | None = None,
+        top_k: int | None = None,
+        session: str = "default",
+        skip_providers: Collection[str] = (),
+    ) -> Answer:
+        """Answer ``question`` from the knowledge base, with citations.
+
+        Raises ``UsageError`` for an empty or over-long question and
+        ``RateLimited`` when the session asks too fast; every other fault ends in
+        an answer (degraded if need be), never in an exception.
+        ``skip_providers`` regenerates an answer that broke off mid-stream on the
+        next providers (and bypasses the cache).
+        """
+        text = clean_question(question, self._settings.security.max_question_chars)
+        t_start = time.perf_counter()
+        with request_context() as rid:
+            trace = AskTrace(rid, session, text)
+            try:
+                return await self._ask(
+                    text,
+                    trace,
+                    use_cache and not skip_providers,
+                    on_token,
+                    filters,
+                    top_k,
+                    skip_providers,
+                )
+            except RateLimited:
+                trace.outcome = "rate_limited"
+                raise
+            except BaseException as exc:
+                trace.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+                trace.detail["error"] = type(exc).__name__
+                raise
+            finally:
+                trace.timings["total"] = (time.perf_counter() - t_start) * 1000
+                self._record(trace)
+
+    async def _ask(
+        self,
+        text: str,
+        trace: AskTrace,
+        use_cache: bool,
+        on_token: TokenCallback | None,
+        filters: SearchFilters | None,
+        top_k: int | None,
+        skip_providers: Collection[str],
+    ) -> Answer:
+        timings = trace.timings
+        t_start = time.perf_counter()
+        if self._limiter is not None:
+            (await self._limiter.acquire(trace.session)).raise_if_denied()
+
+        notices: list[str] = []
+        refusal = self._question_policy(text, trace, notices)
+        if refusal is not None:
+            return refusal
+
+        await self._retriever.index()
+        timings["wait_index"] = (time.perf_counter() - t_start) * 1000
+        cache = (
+            self._cache if use_cache and self._cache is not None and self._cache.enabled else None
+        )
+        qvec = await self._cached_query_vector(text, trace, cache)
+        namespace = self._namespace()
+        if cache is not None and qvec is not None and filters is None and top_k is None:
+            hit = await self._cached_answer(cache, namespace, text, qvec, trace, t_start)
+            if hit is not None:
+                if on_token is not None:
+                    on_token(AnswerChunk(hit.text, hit.provider))
+                return hit
+        k = top_k or self._settings.retrieval.top_k
+        scored = await self._retriever.search(
+            text, k=k, filters=filters, timings=timings, query_vector=qvec
+        )
+
+        # Retrieved text is data. Passages that read like instructions to a model
+        # (indirect injection) are left out of the prompt and the user is told.
+        # Regex scoring of every passage: a worker thread, not the (GUI) event loop.
+        kept = await asyncio.to_thread(self._without_injections, scored)
+        dropped = len(scored) - len(kept)
+        if dropped:
+            trace.detail["passages_dropped"] = dropped
+            notices.append(
+                f"{dropped} retrieved passage(s) contained text that looks like instructions "
+                "to an AI model and were left out."
+            )
+        answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
+        answer = dataclasses.replace(answer, retrieved=tuple(scored))
+        timings["total"] = (time.perf_counter() - t_start) * 1000
+        # Only a complete, normal answer is worth serving again.
+        if (
+            cache is not None
+            and qvec is not None
+            and trace.outcome in {"ok", "not_found"}
+            and filters is None
+            and top_k is None
+            and not dropped
+        ):
+            doc_ids = {sc.chunk.document_id for sc in kept}
+            entry = await cache.put_result(namespace, text, qvec, _payload(answer), doc_ids)
+            answer = dataclasses.replace(answer, cache_entry=entry)
+        return answer
+
+    def _question_policy(self, text: str, trace: AskTrace, notices: list[str]) -> Answer | None:
+        """The injection policy for the user's question: a refusal, or None to go on."""
+        report = self._detector.scan(text, source="question")
+        if report.flagged:
+            trace.detail["injection"] = {"score": report.score, "categories": report.categories}
+        if report.blocked and self._settings.security.question_policy == "refuse":
+            trace.outcome = "refused"
+            trace.provider = "policy"
+            return Answer(
+                question=text,
+                text=REFUSAL.format(categories=", ".join(report.categories)),
+                citations=(),
+                provider="policy",
+                cache="miss",
+                degraded=False,
+                timings_ms=trace.timings,
+                request_id=trace.request_id,
+                notice="Refused by the prompt-injection policy (security.question_policy).",
+            )
+        if report.flagged:
+            notices.append(
+                "This question looks like it tries to change Archivist's instructions ("
+                + ", ".join(report.categories)
+                + "); it was answered from your documents only."
+            )
+        return None
+
+    async def _cached_answer(
+        self,
+        cache: CacheService,
+        namespace: str,
+        text: str,
+        qvec: FloatArray,
+        trace: AskTrace,
+        t_start: float,
+    ) -> Answer | None:
+        t0 = time.perf_counter()
+        hit = await cache.lookup_result(namespace, text, qvec)
+        trace.timings["cache_lookup"] = (time.perf_counter() - t0) * 1000
+        if hit is None:
+            return None
+        trace.cache_layer = "result"
+        trace.outcome = "ok"
+        trace.provider = str(hit.payload.get("provider", ""))
+        trace.detail["cache_match"] = {"question": hit.question, "similarity": hit.similarity}
+        trace.timings["total"] = (time.perf_counter() - t_start) * 1000
+        answer = _answer_from_payload(text, hit.payload, trace.timings, trace.request_id)
+        return dataclasses.replace(
+            answer,
+            cache="result",
+            cache_match=CacheMatch(hit.question, hit.similarity),
+            cache_entry=hit.entry_id,
+        )
+
+    async def _generate(
+        self,
+        text: str,
+        kept: Sequence[ScoredChunk],
+        trace: AskTrace,
+        on_token: TokenCallback | None,
+        skip_providers: Collection[str],
+        notices: list[str],
+    ) -> Answer:
+        """Stream the provider chain's answer and attach its citations."""
+        timings = trace.timings
+        passages = tuple(
+            ContextPassage(i + 1, sc.chunk.source, sc.chunk.page, sc.chunk.text)
+            for i, sc in enumerate(kept)
+        )
+        request = GenerationRequest(question=text, passages=passages)
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        provider = ""
+        degraded = False
+        first_token_ms: float | None = None
+        interrupted_by: str | None = None
+        router = self._router
+        attempts: list[dict[str, Any]] = []
+        async for event in router.stream(request, skip=skip_providers):
+            if isinstance(event, Token):
+                if first_token_ms is None:
+                    first_token_ms = (time.perf_counter() - t0) * 1000
+                pieces.append(event.text)
+                if on_token is not None:
+                    on_token(AnswerChunk(event.text, event.provider))
+            elif isinstance(event, Done):
+                provider = event.provider
+                # With no language model configured the extractive answer is the
+                # normal answer, not a degraded one.
+                degraded = event.degraded and bool(router.names())
+                if event.notice and router.names():
+                    notices.append(event.notice)
+            elif isinstance(event, MidStreamFailure):
+                interrupted_by = event.provider  # Done carries the notice
+            elif isinstance(event, Attempt):
+                attempts.append(
+                    {
+                        "provider": event.provider,
+                        "outcome": event.outcome,
+                        "error": event.error,
+                        "ms": round(event.elapsed_ms, 1),
+                    }
+                )
+        timings["generate"] = (time.perf_counter() - t0) * 1000
+        if first_token_ms is not None:
+            timings["first_token"] = first_token_ms
+        answer_text = "".join(pieces).strip()
+        citations = marker_citations(answer_text, kept)
+        trace.provider = provider
+        trace.outcome = (
+            "degraded" if degraded else ("not_found" if answer_text.startswith(NOT_FOUND) else "ok")
+        )
+        trace.detail.update(
+            {
+                "attempts": attempts,
+                "citations": len(citations),
+                "breakers": {snap.name: str(snap.state) for snap in router.health()},
+            }
+        )
+        return Answer(
+            question=text,
+            text=answer_text,
+            citations=citations,
+            provider=provider,
+            cache="embedding" if trace.cache_layer == "embedding" else "miss",
+            degraded=degraded,
+            timings_ms=timings,
+            request_id=trace.request_id,
+            notice=" ".join(notices) or None,
+            interrupted_by=interrupted_by,
+        )
+
+    def _without_injections(self, scored: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+        return [
+            sc for sc in scored if not self._detector.scan(sc.chunk.text, source="document").blocked
+        ]
+
+    async def _cached_query_vector(
+        self, text: str, trace: AskTrace, cache: CacheService | None
+    ) -> FloatArray | None:
+        """The query embedding: from layer 1 of the cache, else computed (and cached)."""
+        model_id = self._retriever.embedding_model_id
+        if model_id is None:
+            return None
+        if cache is not None:
+            t0 = time.perf_counter()
+            vec = await cache.get_embedding(model_id, text)
+            if vec is not None:
+                trace.timings["embed_query"] = (time.perf_counter() - t0) * 1000
+                trace.cache_layer = "embedding"
+                return np.asarray(vec, dtype=np.float32)
+        vec = await self._retriever.query_vector(text, trace.timings, force=cache is not None)
+        if vec is not None and cache is not None:
+            await cache.put_embedding(model_id, text, vec)
+        return vec
+
+    def _record(self, trace: AskTrace) -> None:
+        self.asks += 1
+        detail = dict(trace.detail)
+        detail["timings_ms"] = {k: round(v, 1) for k, v in trace.timings.items()}
+        self._audit(
+            "ask",
+            trace.outcome,
+            request_id=trace.request_id,
+            session=trace.session,
+            provider=trace.provider or None,
+            cache_layer=trace.cache_layer,
+            latency_ms=trace.timings.get("total", 0.0),
+            question=trace.question,
+            detail=detail,
+        )
+        log.info(
+            "ask %s",
+            trace.outcome,
+            extra={
+                "provider": trace.provider,
+                "cache": trace.cache_layer,
+                "timings_ms": detail["timings_ms"],
+            },
+        )

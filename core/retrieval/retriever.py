@@ -1,0 +1,160 @@
+"""Retrieval as one step: query embedding, hybrid search, hydration, rerank.
+
+``Retriever`` owns nothing: ``Services`` builds the index, the embedder and the
+reranker and hands them in. Every blocking call (embedding, BM25 scoring,
+SQLite reads, the cross-encoder) runs in a worker thread, never on the event
+loop (which is the GUI thread under qasync).
+
+Usage::
+
+    retriever = Retriever(settings, engine, wait_index, embedder, wait_model, reranker)
+    scored = await retriever.search("how do I rotate the logs?", k=5, timings={})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+
+from core.config import Settings
+from core.db import store
+from core.embedding import Embedder
+from core.errors import ModelError, UsageError
+from core.retrieval.rerank import Reranker
+from core.retrieval.search import Hit, SearchIndex
+from core.types import FloatArray, ScoredChunk, SearchFilters
+
+log = logging.getLogger(__name__)
+
+Timings = dict[str, float]
+
+
+def _ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+class Retriever:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: sa.Engine,
+        wait_index: Callable[[], Awaitable[SearchIndex]],
+        embedder: Embedder | None,
+        wait_model: Callable[[], Awaitable[None]],
+        reranker: Reranker | None,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._wait_index = wait_index
+        self._embedder = embedder
+        self._wait_model = wait_model
+        self.reranker = reranker
+        self.reranker_error: str | None = None
+
+    @property
+    def embedding_model_id(self) -> str | None:
+        if self._embedder is None or not self._settings.ingest.embed:
+            return None
+        return self._embedder.model_id
+
+    async def index(self) -> SearchIndex:
+        return await self._wait_index()
+
+    async def query_vector(
+        self, text: str, timings: Timings, *, force: bool = False
+    ) -> FloatArray | None:
+        """The query's embedding, or None (no model, no vectors, or the model failed).
+
+        Without ``force`` an index with no vectors skips the model entirely.
+        """
+        embedder = self._embedder
+        if embedder is None or not self._settings.ingest.embed:
+            return None
+        if not force and (await self.index()).vector_count == 0:
+            return None
+        t0 = time.perf_counter()
+        try:
+            if not embedder.loaded:
+                await self._wait_model()
+            if not embedder.loaded:
+                return None
+            vec = await asyncio.to_thread(embedder.encode_query, text)
+        except ModelError as exc:
+            log.warning("query embedding unavailable: %s", exc)
+            return None
+        timings["embed_query"] = _ms_since(t0)
+        return vec
+
+    async def encode(self, texts: list[str]) -> FloatArray | None:
+        """Embeddings of ``texts`` (L2-normalised rows), or None when there is no model."""
+        embedder = self._embedder
+        if embedder is None or not embedder.loaded or not texts:
+            return None
+        try:
+            return await asyncio.to_thread(embedder.encode, texts)
+        except ModelError as exc:
+            log.warning("sentence embedding unavailable: %s", exc)
+            return None
+
+    async def search(
+        self,
+        text: str,
+        *,
+        k: int,
+        timings: Timings,
+        filters: SearchFilters | None = None,
+        fusion: str | None = None,
+        query_vector: FloatArray | None = None,
+        rerank: bool | None = None,
+    ) -> list[ScoredChunk]:
+        """The ``k`` best chunks for ``text``; ``rerank`` None means "as configured"."""
+        reranker = self.reranker if rerank is not False else None
+        if rerank and reranker is None:
+            raise UsageError("No reranker is configured (set retrieval.reranker).")
+        index = await self.index()
+        n = max(k, self._settings.retrieval.rerank_candidates) if reranker is not None else k
+        if query_vector is None and fusion != "bm25":
+            query_vector = await self.query_vector(text, timings)
+        t0 = time.perf_counter()
+        hits = await asyncio.to_thread(
+            index.search, text, query_vector, k=n, filters=filters, fusion=fusion
+        )
+        timings["search"] = _ms_since(t0)
+        t1 = time.perf_counter()
+        scored = await asyncio.to_thread(self._hydrate, hits)
+        timings["hydrate"] = _ms_since(t1)
+        if reranker is not None and scored:
+            t2 = time.perf_counter()
+            try:
+                scored = await asyncio.to_thread(reranker.rerank, text, scored, k)
+            except ModelError as exc:
+                # Visible, not silent: health shows it and the fused order is kept.
+                self.reranker_error = str(exc)
+                log.warning("reranker unavailable, keeping the fused order: %s", exc)
+            timings["rerank"] = _ms_since(t2)
+        return scored[:k]
+
+    def _hydrate(self, hits: list[Hit]) -> list[ScoredChunk]:
+        with self._engine.connect() as conn:
+            chunks = store.chunks_by_ids(conn, [h.chunk_id for h in hits])
+        out = []
+        for h in hits:
+            chunk = chunks.get(h.chunk_id)
+            if chunk is None:  # deleted between search and hydrate
+                continue
+            out.append(
+                ScoredChunk(
+                    chunk=chunk,
+                    score=h.score,
+                    bm25_rank=h.bm25_rank,
+                    bm25_score=h.bm25_score,
+                    vector_rank=h.vector_rank,
+                    vector_score=h.vector_score,
+                    fused_score=h.fused_score,
+                )
+            )
+        return out
