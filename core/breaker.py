@@ -1,8 +1,11 @@
-"""A circuit breaker per provider: a pure state machine with an injected clock.
+"""The circuit breaker: one pure state machine with an injected clock, for every backend.
 
-The breaker never sleeps and starts no timers. Time only matters when someone
-asks (``allow()``, ``state``, ``snapshot()``), so a ``FakeClock`` makes every
-transition instant and exact in tests.
+Each LLM provider, the cache's Redis and the rate limiter's Redis sit behind a
+``CircuitBreaker`` of their own (named after what it guards: the provider's
+name, ``"cache"``, ``"ratelimit"``). The breaker never sleeps and starts no
+timers. Time only matters when someone asks (``allow()``, ``state``,
+``snapshot()``), so a ``FakeClock`` makes every transition instant and exact
+in tests.
 
     CLOSED ──(failure_threshold consecutive failures)──▶ OPEN
     OPEN ──(reset_timeout_s elapsed, checked lazily)──▶ HALF_OPEN
@@ -10,20 +13,38 @@ transition instant and exact in tests.
     HALF_OPEN ──(any failure)──▶ OPEN
 
 In HALF_OPEN at most ``half_open_max_calls`` probe calls run at once; the
-others are refused as if the circuit were open. The caller decides what counts
-as a failure (``counts_as_failure``): a provider that is down, times out or
-answers 5xx is unhealthy; a 4xx is our fault, not its health; a 429 is not a
-failure either, but the breaker refuses calls until its ``Retry-After`` ends.
+others are refused as if the circuit were open.
+
+The breaker never looks at an exception: its caller classifies each outcome
+and reports one of four verdicts, so what counts is decided where the errors
+are understood:
+
+* ``record_success(duration_s)``: the call worked (a slow one may count as a failure);
+* ``record_failure(error)``: the call says the service is unhealthy;
+* ``record_rate_limited(retry_after_s)``: healthy, but it asked us to wait
+  (a 429): calls are refused until then, the circuit stays as it is;
+* ``release()``: no verdict (our own 4xx, a bug, a cancellation): frees the probe slot.
+
+For providers the classifier is ``core.providers.router.counts_as_failure``;
+the cache and the rate limiter count the faults of their backend
+(``CacheUnavailable``, timeouts, ``OSError``).
+
+Every state change goes to the listeners as a ``BreakerTransition`` (for the
+audit log and the GUI); its ``provider`` field holds the breaker's name.
 
 Usage::
 
     breaker = CircuitBreaker("primary", BreakerSettings(failure_threshold=3))
+    breaker.add_listener(audit_transition)
     if not breaker.allow():
         raise breaker.open_error()
     try:
         ...
-    except Exception as exc:
-        breaker.record_error(exc)
+    except ServiceDown as exc:
+        breaker.record_failure(exc)
+        raise
+    except BaseException:
+        breaker.release()
         raise
     else:
         breaker.record_success(duration_s)
@@ -38,21 +59,17 @@ import time
 from collections.abc import Callable
 
 from core.config import BreakerSettings
-from core.errors import (
-    CircuitOpen,
-    ProviderError,
-    ProviderRateLimited,
-    ProviderRejected,
-    ProviderUnavailable,
-)
+from core.errors import CircuitOpen
 from core.types import BreakerSnapshot, BreakerState, BreakerTransition
 
 __all__ = [
+    "BreakerEvent",
     "BreakerSnapshot",
     "BreakerState",
     "BreakerTransition",
     "CircuitBreaker",
-    "counts_as_failure",
+    "Clock",
+    "Listener",
     "next_state",
 ]
 
@@ -98,29 +115,16 @@ def next_state(
     return BreakerState.HALF_OPEN
 
 
-def counts_as_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says the provider is unhealthy (and so counts for the breaker).
-
-    Down, timed out, 5xx or a dropped stream: yes. A 4xx (``ProviderRejected``)
-    is a problem with our request or key, and a 429 is the provider protecting
-    itself: neither is a failure of health. ``CircuitOpen`` never reached the
-    provider. Other exceptions are bugs, not provider health.
-    """
-    if isinstance(exc, ProviderRejected | ProviderRateLimited | CircuitOpen):
-        return False
-    if isinstance(exc, ProviderUnavailable | ProviderError):
-        return True
-    return isinstance(exc, TimeoutError | ConnectionError)
-
-
 Listener = Callable[[BreakerTransition], object]
 
 
 class CircuitBreaker:
-    """Tracks one provider's health; see the module docstring for the states.
+    """Tracks the health of one service (a provider, a Redis); see the module docstring.
 
-    Thread-safe (a lock guards the counters); listeners run outside the lock,
-    and a listener that raises is logged and ignored.
+    ``name`` says what is guarded: it names the breaker in snapshots, logs and
+    every ``BreakerTransition`` (its ``provider`` field). Thread-safe (a lock
+    guards the counters); listeners run outside the lock, and a listener that
+    raises is logged and ignored.
     """
 
     def __init__(
@@ -243,7 +247,11 @@ class CircuitBreaker:
         return admitted
 
     def open_error(self) -> CircuitOpen:
-        """The ``CircuitOpen`` to raise after ``allow()`` refused a call."""
+        """The ``CircuitOpen`` to raise after ``allow()`` refused a call.
+
+        For callers that fail on a refusal (the provider router); the cache and
+        the rate limiter fall back to their local backend instead.
+        """
         retry = self.retry_in_s()
         with self._lock:
             limited = self._blocked_until is not None and self._state is BreakerState.CLOSED
@@ -280,7 +288,7 @@ class CircuitBreaker:
         self._emit(events)
 
     def record_failure(self, error: BaseException | str | None = None) -> None:
-        """A call failed in a way that counts against the provider's health."""
+        """A call failed in a way that counts against the service's health."""
         text = _describe(error)
         events: list[BreakerTransition] = []
         with self._lock:
@@ -298,22 +306,17 @@ class CircuitBreaker:
         self._emit(events)
 
     def record_rate_limited(self, retry_after_s: float | None) -> None:
-        """A 429: not a health failure, but refuse calls until Retry-After ends."""
+        """Healthy, but asked to wait (a 429): refuse calls for ``retry_after_s``.
+
+        Not a failure of health: the circuit keeps its state. ``None`` (no
+        Retry-After given) waits ``DEFAULT_RATE_LIMIT_S``.
+        """
         wait = DEFAULT_RATE_LIMIT_S if retry_after_s is None else max(0.0, retry_after_s)
         with self._lock:
             if self._state is BreakerState.HALF_OPEN:
                 self._release_probe()
             self._blocked_until = self._clock() + wait
             self._last_error = f"rate limited for {wait:g} s"
-
-    def record_error(self, exc: BaseException, duration_s: float | None = None) -> None:
-        """Record a failed call by its exception, classified by ``counts_as_failure``."""
-        if isinstance(exc, ProviderRateLimited):
-            self.record_rate_limited(exc.retry_after_s)
-        elif counts_as_failure(exc):
-            self.record_failure(exc)
-        else:
-            self.release()
 
     def release(self) -> None:
         """An admitted call ended without a verdict (4xx, cancelled): free its slot."""

@@ -12,12 +12,14 @@ negation, numbers, dates, names, antonyms, quantifiers, question word, argument
 order. ``guard_check`` says why it refused.
 
 Backends sit behind :class:`~core.cache.backends.CacheBackend`: the embedded one
-(in-process + SQLite file) and :class:`~core.cache.redis_backend.RedisBackend`.
+(in-process + SQLite file) and :class:`~core.cache.redis_backend.RedisBackend`
+(on the shared client of :class:`~core.redisconn.RedisConnections`).
 :class:`~core.cache.service.CacheService` uses Redis while it is healthy, falls back
-to the embedded backend behind a small circuit breaker, and never raises for a
-backend fault (a fault is a miss). Invalidation: ``invalidate_documents`` (answers
-that cited the documents), ``invalidate_all`` (a generation bump, no key walk) and
-``evict`` (one wrong answer).
+to the embedded backend behind the application's one circuit breaker
+(:class:`~core.breaker.CircuitBreaker`, named ``"cache"``, whose transitions its
+owner can audit), and never raises for a backend fault (a fault is a miss).
+Invalidation: ``invalidate_documents`` (answers that cited the documents),
+``invalidate_all`` (a generation bump, no key walk) and ``evict`` (one wrong answer).
 """
 
 from core.cache.backends import CacheBackend, Candidate, EmbeddedBackend, ResultEntry

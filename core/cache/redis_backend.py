@@ -19,6 +19,14 @@ costs a hit, never a wrong answer, because ``fetch`` is the arbiter.
 ``KEYS`` is never sent. ``invalidate_all`` bumps the generation (O(1)); the old
 generation's keys expire on their own TTL. ``invalidate_documents`` reads the
 per-document sets and UNLINKs in batches, so other clients are not stalled.
+
+Connections. The backend talks through a client it is given, normally the
+shared one of :class:`~core.redisconn.RedisConnections` (one pool per URL, owned
+by ``Services``), and never closes it. The change-log reader borrows a pooled
+connection for each ``XREAD BLOCK`` and blocks for at most half the pool's
+socket timeout, so it needs no client of its own. ``RedisBackend.from_url``
+builds a backend with connections of its own (tests, benchmarks); that backend
+closes them in ``aclose()``.
 """
 
 from __future__ import annotations
@@ -32,8 +40,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from core.cache.backends import (
@@ -47,6 +53,7 @@ from core.cache.backends import (
     vector_to_bytes,
 )
 from core.errors import CacheUnavailable
+from core.redisconn import RedisConnections
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ _DELETE_BATCH = 500
 class RedisBackend:
     """Cache storage in Redis with a local, synchronised vector index.
 
-    backend = RedisBackend("redis://127.0.0.1:6379/0")
+    backend = RedisBackend(redis.client)   # the shared client; never closed here
     await backend.start()          # raises CacheUnavailable if Redis is down,
     ...                            # but keeps trying to sync in the background
     await backend.aclose()
@@ -67,25 +74,23 @@ class RedisBackend:
 
     def __init__(
         self,
-        url: str,
+        client: aioredis.Redis,
         *,
         prefix: str = "archivist:cache",
         clock: Clock = time.time,
-        socket_timeout_s: float = 2.0,
         sync_block_ms: int = 1_000,
         retry_delay_s: float = 1.0,
         change_log_len: int = 10_000,
     ) -> None:
         self.round_trips = 0
-        self._url = url
+        self._given = client
+        self._owned: RedisConnections | None = None  # set by from_url
         self._p = prefix
         self._clock = clock
-        self._socket_timeout_s = socket_timeout_s
-        self._sync_block_ms = sync_block_ms
+        self._sync_block_ms = _block_ms_for(client, sync_block_ms)
         self._retry_delay_s = retry_delay_s
         self._change_log_len = change_log_len
-        self._client: aioredis.Redis | None = None
-        self._reader: aioredis.Redis | None = None
+        self._client: aioredis.Redis | None = None  # set while started
         self._index = NamespaceIndexes()
         self._gen = 0
         self._last_id = b"0-0"
@@ -102,24 +107,26 @@ class RedisBackend:
     def generation(self) -> int:
         return self._gen
 
+    @classmethod
+    def from_url(cls, url: str, *, socket_timeout_s: float = 2.0, **options: Any) -> RedisBackend:
+        """A backend with connections of its own, closed by its ``aclose()``.
+
+        For tests and benchmarks; the application shares ``Services``' client.
+        ``options`` are those of ``RedisBackend()``.
+        """
+        connections = RedisConnections(url, socket_timeout_s=socket_timeout_s)
+        backend = cls(connections.client, **options)
+        backend._owned = connections
+        return backend
+
     # ------------------------------------------------------------------ lifecycle
 
-    def _make_client(self, socket_timeout: float | None) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self._url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=min(self._socket_timeout_s, 1.0),
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-
     async def start(self) -> None:
-        """Connect and load the index; on failure raise but keep syncing in the background."""
+        """Load the index; on failure raise but keep syncing in the background."""
         if self._client is not None:
             return
-        self._client = self._make_client(self._socket_timeout_s)
-        block_s = self._sync_block_ms / 1000
-        self._reader = self._make_client(block_s + self._socket_timeout_s)
+        self._client = self._given
+        self._closing = False
         try:
             await self.sync_now()
         finally:
@@ -136,11 +143,10 @@ class RedisBackend:
         if task is not None and not task.cancelled():
             with contextlib.suppress(BaseException):
                 task.result()
-        for client in (self._reader, self._client):
-            if client is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
-        self._client = self._reader = None
+        self._client = None
+        owned, self._owned = self._owned, None
+        if owned is not None:  # a shared client is its owner's to close
+            await owned.aclose()
 
     async def ping(self) -> None:
         await self._call(lambda r: r.ping())
@@ -344,9 +350,9 @@ class RedisBackend:
             into.add(entry_id, ns.decode(), q.decode(), vector_from_bytes(vec), float(exp))
 
     async def _read_changes(self, block_ms: int | None) -> None:
-        reader = self._require(self._reader if block_ms is not None else self._client)
+        client = self._require(self._client)
         try:
-            reply = await reader.xread(
+            reply = await client.xread(
                 {f"{self._p}:changes": self._last_id}, count=500, block=block_ms
             )
         except (RedisError, OSError) as exc:
@@ -437,3 +443,15 @@ def _entry_from_hash(entry_id: str, h: dict[bytes, bytes]) -> ResultEntry:
         created_at=float(h[b"created"]),
         expires_at=float(h[b"expires"]),
     )
+
+
+def _block_ms_for(client: aioredis.Redis, wanted_ms: int) -> int:
+    """How long one XREAD may block: at most half the pool's socket timeout.
+
+    A blocked read waits on the socket; if the server held it past the socket
+    timeout, redis-py would take the silence for a dead server.
+    """
+    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if timeout is None:
+        return wanted_ms
+    return max(1, min(wanted_ms, int(float(timeout) * 1000 / 2)))

@@ -2,11 +2,14 @@
 
 ``CacheService`` uses the primary backend (Redis) while it is healthy and the
 embedded backend otherwise. Every primary operation has a deadline
-(``op_timeout_s``); a fault or a timeout counts against a small circuit breaker,
-and the operation is retried on the embedded backend at once, so the caller sees
-at worst a miss. After ``breaker_reset_s`` one call probes the primary (PING, then
-any invalidations missed while it was away) and, if that works, the service
-returns to it. Falling back is visible in :meth:`CacheService.health`.
+(``op_timeout_s``); a fault or a timeout counts against the service's circuit
+breaker (the one of :mod:`core.breaker`, named ``"cache"``), and the operation
+is retried on the embedded backend at once, so the caller sees at worst a miss.
+After the breaker's reset timeout one call probes the primary (PING, then any
+invalidations missed while it was away) while the others stay on the embedded
+backend; if the probe works, the service returns to the primary. Falling back
+is visible in :meth:`CacheService.health` and, through the breaker's listeners
+(``cache.breaker.add_listener``), in the audit log.
 
 Thresholds. A cached answer is served when cosine >= ``similarity_threshold``
 (0.95) and the guard allows it, or when cosine >= ``equivalent_threshold``
@@ -21,17 +24,17 @@ off (``CacheSettings.guard = False``) only the plain threshold applies.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from core.breaker import BreakerState, CircuitBreaker
 from core.cache.backends import (
     CacheBackend,
     Clock,
@@ -42,9 +45,11 @@ from core.cache.backends import (
 )
 from core.cache.guard import guard_check, salient_equivalent
 from core.cache.normalize import embedding_key, entry_id_for
-from core.config import CacheSettings
+from core.config import BreakerSettings, CacheSettings
 from core.errors import CacheUnavailable
-from core.types import ComponentHealth
+from core.types import CacheHealth as CacheHealth
+from core.types import CacheMetrics as CacheMetrics
+from core.types import LayerMetrics as LayerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -55,74 +60,9 @@ _FAULTS: tuple[type[BaseException], ...] = (CacheUnavailable, TimeoutError, OSEr
 
 Layer = Literal["embedding", "result"]
 
-
-# --------------------------------------------------------------------------- breaker
-
-
-class BreakerState(enum.StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-def breaker_transition(
-    state: BreakerState,
-    event: Literal["success", "failure", "timeout_elapsed"],
-    failures: int,
-    threshold: int,
-) -> tuple[BreakerState, int]:
-    """The breaker's table: (state, event, consecutive failures) -> (state, failures).
-
-    closed --threshold failures--> open --reset timeout--> half_open
-    half_open --success--> closed;  half_open --failure--> open
-    """
-    if event == "success":
-        return BreakerState.CLOSED, 0
-    if event == "timeout_elapsed":
-        return (
-            (BreakerState.HALF_OPEN, failures) if state is BreakerState.OPEN else (state, failures)
-        )
-    failures += 1
-    if state is BreakerState.HALF_OPEN or failures >= threshold:
-        return BreakerState.OPEN, failures
-    return state, failures
-
-
-class _Breaker:
-    def __init__(self, clock: Clock, threshold: int, reset_s: float) -> None:
-        self._clock = clock
-        self._threshold = threshold
-        self._reset_s = reset_s
-        self._state = BreakerState.CLOSED
-        self._failures = 0
-        self._opened_at = 0.0
-
-    @property
-    def state(self) -> BreakerState:
-        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_s:
-            self._state, self._failures = breaker_transition(
-                self._state, "timeout_elapsed", self._failures, self._threshold
-            )
-        return self._state
-
-    def time_until_probe(self) -> float:
-        if self.state is not BreakerState.OPEN:
-            return 0.0
-        return max(0.0, self._opened_at + self._reset_s - self._clock())
-
-    def record(self, ok: bool) -> None:
-        before = self.state
-        self._state, self._failures = breaker_transition(
-            before, "success" if ok else "failure", self._failures, self._threshold
-        )
-        if self._state is BreakerState.OPEN and before is not BreakerState.OPEN:
-            self._opened_at = self._clock()
-        if before is not self._state:
-            log.info("cache: breaker %s -> %s", before.value, self._state.value)
-
-    def trip(self) -> None:
-        for _ in range(self._threshold):
-            self.record(False)
+# Three faults in a row open the circuit; after 5 s one probe (PING + replay)
+# decides, and one good probe is enough to return to Redis.
+CACHE_BREAKER = BreakerSettings(failure_threshold=3, reset_timeout_s=5.0, success_threshold=1)
 
 
 # --------------------------------------------------------------------------- values
@@ -136,77 +76,6 @@ class CacheHit:
     question: str
     similarity: float
     payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CacheHealth:
-    enabled: bool
-    active_backend: str  # "redis" | "embedded"
-    fallback_active: bool
-    breaker_state: str
-    last_error: str | None
-    retry_in_s: float
-
-    def to_component(self) -> ComponentHealth:
-        if not self.enabled:
-            status: Literal["ok", "degraded", "down", "disabled"] = "disabled"
-        else:
-            status = "degraded" if self.fallback_active else "ok"
-        detail = (
-            f"Redis unavailable, using the embedded cache ({self.last_error})"
-            if self.fallback_active
-            else f"using the {self.active_backend} cache"
-        )
-        return ComponentHealth(
-            name="cache",
-            status=status,
-            detail=detail,
-            data={
-                "backend": self.active_backend,
-                "fallback": self.fallback_active,
-                "breaker": self.breaker_state,
-                "retry_in_s": round(self.retry_in_s, 1),
-            },
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LayerMetrics:
-    hits: int
-    misses: int
-    hit_p50_ms: float | None
-    hit_p95_ms: float | None
-
-    @property
-    def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class CacheMetrics:
-    layers: Mapping[str, LayerMetrics]
-    entries: int
-    evictions: int
-    guard_refusals: Mapping[str, int] = field(default_factory=dict)
-    last_refusal: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "layers": {
-                name: {
-                    "hits": m.hits,
-                    "misses": m.misses,
-                    "hit_p50_ms": m.hit_p50_ms,
-                    "hit_p95_ms": m.hit_p95_ms,
-                }
-                for name, m in self.layers.items()
-            },
-            "entries": self.entries,
-            "evictions": self.evictions,
-            "guard_refusals": dict(self.guard_refusals),
-            "last_refusal": self.last_refusal,
-        }
 
 
 class _LayerStats:
@@ -229,12 +98,19 @@ class CacheService:
     """The two-layer cache the answer pipeline calls. Never raises for backend faults.
 
     The service owns both backends: ``start()`` starts them, ``aclose()`` closes
-    them in reverse order.
+    them in reverse order (a Redis backend leaves its shared client to its owner).
 
-        cache = CacheService(settings.cache, RedisBackend(url), EmbeddedBackend(path))
+        cache = CacheService(settings.cache, RedisBackend(redis.client), EmbeddedBackend(path))
+        cache.breaker.add_listener(on_transition)   # e.g. to the audit log
         await cache.start()
         vec = await cache.get_embedding(model_id, question)
         hit = await cache.lookup_result(namespace, question, vec)
+
+    ``clock`` stamps entries (wall time: entries outlive the process and are
+    shared through Redis). Without a ``breaker``, the service makes one named
+    ``"cache"`` with ``CACHE_BREAKER`` settings, on ``clock`` when one is given
+    (a test's ``FakeClock`` then drives TTLs and the breaker alike) and on
+    ``time.monotonic`` otherwise.
     """
 
     def __init__(
@@ -242,24 +118,26 @@ class CacheService:
         settings: CacheSettings,
         primary: CacheBackend | None,
         embedded: EmbeddedBackend,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         *,
+        breaker: CircuitBreaker | None = None,
         op_timeout_s: float = 0.25,
         start_timeout_s: float = 2.0,
-        breaker_failures: int = 3,
-        breaker_reset_s: float = 5.0,
         equivalent_threshold: float = 0.85,
         candidates: int = 5,
     ) -> None:
         self._settings = settings
         self._primary = primary
         self._embedded = embedded
-        self._clock = clock
+        self._clock: Clock = time.time if clock is None else clock
+        if breaker is None:
+            breaker_clock: Clock = time.monotonic if clock is None else clock
+            breaker = CircuitBreaker("cache", CACHE_BREAKER, clock=breaker_clock)
+        self._breaker = breaker
         self._op_timeout_s = op_timeout_s
         self._start_timeout_s = start_timeout_s
         self._equivalent_threshold = min(equivalent_threshold, settings.similarity_threshold)
         self._candidates = candidates
-        self._breaker = _Breaker(clock, breaker_failures, breaker_reset_s)
         self._last_error: str | None = None
         self._pending_docs: set[int] = set()
         self._pending_all = False
@@ -283,6 +161,11 @@ class CacheService:
     def enabled(self, value: bool) -> None:
         self._enabled = value
 
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker in front of the primary; listen to it to audit fallbacks."""
+        return self._breaker
+
     async def start(self) -> None:
         try:
             await self._embedded.start()
@@ -294,7 +177,7 @@ class CacheService:
                 await asyncio.wait_for(self._primary.start(), self._start_timeout_s)
             except _FAULTS as exc:
                 self._note_error(exc)
-                self._breaker.trip()
+                self._breaker.force_open(f"Redis unavailable at start: {self._last_error}")
                 log.warning("cache: Redis unavailable at start, using the embedded cache: %s", exc)
         await self._refresh_entries()
 
@@ -422,15 +305,16 @@ class CacheService:
     # ------------------------------------------------------------------ observability
 
     def health(self) -> CacheHealth:
-        fallback = self._primary is not None and self._breaker.state is not BreakerState.CLOSED
+        state = self._breaker.state
+        fallback = self._primary is not None and state is not BreakerState.CLOSED
         active = "embedded" if self._primary is None or fallback else self._primary.name
         return CacheHealth(
             enabled=self._enabled,
             active_backend=active,
             fallback_active=fallback,
-            breaker_state=self._breaker.state.value,
+            breaker_state=state.value,
             last_error=self._last_error,
-            retry_in_s=self._breaker.time_until_probe(),
+            retry_in_s=self._breaker.seconds_until_half_open() or 0.0,
         )
 
     def metrics(self) -> CacheMetrics:
@@ -444,24 +328,30 @@ class CacheService:
 
     # ------------------------------------------------------------------ routing
 
-    async def _primary_usable(self) -> bool:
-        """Whether to send this call to the primary; probes it when the breaker is half open."""
-        primary = self._primary
-        if primary is None:
+    async def _primary_usable(self, primary: CacheBackend) -> bool:
+        """Whether this call may use the primary.
+
+        CLOSED: yes. OPEN, or HALF_OPEN with another call probing: no (the
+        embedded backend serves). HALF_OPEN: this call is the probe: PING, then
+        the invalidations the primary missed; only if both work does it go on.
+        """
+        breaker = self._breaker
+        probing = breaker.state is BreakerState.HALF_OPEN
+        if not breaker.allow():
             return False
-        state = self._breaker.state
-        if state is BreakerState.CLOSED:
+        if not probing:
             return True
-        if state is BreakerState.OPEN:
-            return False
-        try:  # half open: one probe, then the invalidations it missed
+        try:
             await asyncio.wait_for(primary.ping(), self._op_timeout_s)
             await self._replay_pending(primary)
         except _FAULTS as exc:
             self._note_error(exc)
-            self._breaker.record(False)
+            breaker.record_failure(exc)
             return False
-        self._breaker.record(True)
+        except BaseException:
+            breaker.release()  # cancelled or a bug: no verdict, free the probe slot
+            raise
+        breaker.record_success()
         log.info("cache: Redis is back; leaving the embedded fallback")
         return True
 
@@ -477,17 +367,18 @@ class CacheService:
 
     async def _run(self, op: Callable[[CacheBackend], Awaitable[T]], default: T) -> T:
         """Run ``op`` on the primary if usable, else (or on a fault) on the embedded backend."""
-        if self._primary is not None and await self._primary_usable():
-            before = getattr(self._primary, "round_trips", None)
+        primary = self._primary
+        if primary is not None and await self._primary_usable(primary):
+            before = getattr(primary, "round_trips", None)
             try:
-                result = await asyncio.wait_for(op(self._primary), self._op_timeout_s)
+                result = await asyncio.wait_for(op(primary), self._op_timeout_s)
             except _FAULTS as exc:
                 self._note_error(exc)
-                self._breaker.record(False)
+                self._breaker.record_failure(exc)
             else:
                 # Only a call that reached the server is evidence of health.
-                if before is None or getattr(self._primary, "round_trips", None) != before:
-                    self._breaker.record(True)
+                if before is None or getattr(primary, "round_trips", None) != before:
+                    self._breaker.record_success()
                 return result
         try:
             return await op(self._embedded)
@@ -502,18 +393,17 @@ class CacheService:
     ) -> int:
         """Apply an invalidation to both backends; remember it if the primary missed it."""
         removed = 0
-        if self._primary is not None:
+        primary = self._primary
+        if primary is not None:
             done = False
-            if await self._primary_usable():
+            if await self._primary_usable(primary):
                 try:
-                    removed += await asyncio.wait_for(
-                        op(self._primary), max(self._op_timeout_s, 2.0)
-                    )
-                    self._breaker.record(True)
+                    removed += await asyncio.wait_for(op(primary), max(self._op_timeout_s, 2.0))
+                    self._breaker.record_success()
                     done = True
                 except _FAULTS as exc:
                     self._note_error(exc)
-                    self._breaker.record(False)
+                    self._breaker.record_failure(exc)
             if not done:
                 if pending == "all":
                     self._pending_all = True

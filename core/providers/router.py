@@ -21,6 +21,10 @@ Policy:
   ``stream(request, skip={that_provider})``.
 * When no provider answered, the ``fallback`` (the offline extractive
   provider) answers and ``Done.degraded`` is True with a notice saying why.
+* The router classifies errors for the breakers (``counts_as_failure``): down,
+  timed out or 5xx counts against a provider; a 429 makes its breaker refuse
+  calls until the Retry-After ends; a 4xx gives no verdict. The breaker itself
+  (``core.breaker``) never looks at an exception.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Literal
 
-from core.breaker import BreakerSnapshot, CircuitBreaker, counts_as_failure
+from core.breaker import BreakerSnapshot, CircuitBreaker
 from core.errors import (
+    CircuitOpen,
     ProviderError,
     ProviderRateLimited,
     ProviderRejected,
@@ -95,6 +100,30 @@ class Done:
 RouterEvent = Token | Attempt | MidStreamFailure | Done
 
 Sleep = Callable[[float], Awaitable[None]]
+
+ErrorOutcome = Literal["failure", "rejected", "rate_limited"]
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the provider is unhealthy (the provider breakers' classifier).
+
+    Down, timed out, 5xx or a dropped stream: yes. A 4xx (``ProviderRejected``)
+    is a problem with our request or key, and a 429 is the provider protecting
+    itself: neither is a failure of health. ``CircuitOpen`` never reached the
+    provider. Other exceptions are bugs, not provider health.
+    """
+    if isinstance(exc, ProviderRejected | ProviderRateLimited | CircuitOpen):
+        return False
+    if isinstance(exc, ProviderUnavailable | ProviderError):
+        return True
+    return isinstance(exc, TimeoutError | ConnectionError)
+
+
+def classify_error(exc: BaseException) -> ErrorOutcome:
+    """What a failed provider call was, for its ``Attempt`` and for the breaker."""
+    if isinstance(exc, ProviderRateLimited):
+        return "rate_limited"
+    return "failure" if counts_as_failure(exc) else "rejected"
 
 
 class ProviderRouter:
@@ -274,17 +303,16 @@ class ProviderRouter:
         except (ProviderError, TimeoutError, ConnectionError) as exc:
             elapsed = self._clock() - start
             settled = True
+            outcome = classify_error(exc)
             if breaker is not None:
-                breaker.record_error(exc, elapsed)
+                if isinstance(exc, ProviderRateLimited):
+                    breaker.record_rate_limited(exc.retry_after_s)  # healthy, asks us to wait
+                elif outcome == "failure":
+                    breaker.record_failure(exc)
+                else:
+                    breaker.release()  # a 4xx: our request, not the provider's health
             result.error = _short(exc)
-            if got_text:
-                result.outcome = "mid_stream_failure"
-            elif isinstance(exc, ProviderRateLimited):
-                result.outcome = "rate_limited"
-            elif isinstance(exc, ProviderRejected) or not counts_as_failure(exc):
-                result.outcome = "rejected"
-            else:
-                result.outcome = "failure"
+            result.outcome = "mid_stream_failure" if got_text else outcome
             yield Attempt(name, result.outcome, result.error, elapsed * 1000)
         finally:
             if not settled and breaker is not None:

@@ -9,12 +9,20 @@ turns a refusal into ``RateLimited`` with a sentence naming when to retry.
 * ``EmbeddedRateLimiter`` keeps buckets in memory, with an injected clock.
 * ``RedisRateLimiter`` runs one Lua script per request, atomic on the server and
   timed by the server's ``TIME``, so several processes share the limits exactly.
+  It uses the shared client of ``core.redisconn.RedisConnections`` and gives
+  each request its own deadline (0.25 s).
+* ``FailoverRateLimiter`` puts a ``CircuitBreaker`` (named ``"ratelimit"``) in
+  front of the Redis limiter: while Redis is down the breaker is open and each
+  request goes straight to the in-process buckets, without touching Redis;
+  after the reset timeout one request probes Redis again. ``health()`` says
+  which backend is in use.
 
-Both follow ``RateLimiter``; one contract test suite runs against each.
+Both limiters follow ``RateLimiter``; one contract test suite runs against each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -22,7 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from core.breaker import BreakerState, CircuitBreaker
+from core.config import BreakerSettings
 from core.errors import CacheUnavailable, RateLimited
+from core.types import RateLimitHealth
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +217,10 @@ return {1, '0', ''}
 class RedisRateLimiter:
     """Token buckets in Redis: one atomic Lua script per request, Redis ``TIME`` as clock.
 
-    The client is owned by ``Services`` (we never close it). Connection failures
-    raise ``CacheUnavailable``; the caller may fall back to ``EmbeddedRateLimiter``.
+    The client is shared (``RedisConnections.client``, owned by ``Services``;
+    we never close it). A request that cannot reach Redis, or gets no answer
+    within ``timeout_s``, raises ``CacheUnavailable``; ``FailoverRateLimiter``
+    then answers from ``EmbeddedRateLimiter``.
     """
 
     def __init__(
@@ -216,10 +229,12 @@ class RedisRateLimiter:
         settings: RateLimitSettings,
         *,
         prefix: str = "archivist:ratelimit:",
+        timeout_s: float = 0.25,
     ) -> None:
         self._client = client
         self._settings = settings
         self._prefix = prefix
+        self._timeout_s = timeout_s
         self._script: Any = client.register_script(_LUA)
 
     async def acquire(self, key: str) -> RateDecision:
@@ -240,7 +255,13 @@ class RedisRateLimiter:
         if not keys:
             return RateDecision(True)
         try:
-            reply = await self._script(keys=keys, args=args)
+            # The pool's socket timeout is a 2 s safety net; a question waits 0.25 s at most.
+            async with asyncio.timeout(self._timeout_s):
+                reply = await self._script(keys=keys, args=args)
+        except TimeoutError as exc:
+            raise CacheUnavailable(
+                f"The rate limiter cannot reach Redis: no answer within {self._timeout_s:g} s"
+            ) from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise CacheUnavailable(f"The rate limiter cannot reach Redis: {exc}") from exc
         allowed, wait, index = (_text(x) for x in reply)
@@ -258,31 +279,79 @@ def _text(value: object) -> str:
     return str(value)
 
 
+# One failure opens the circuit: a request that waits for a dead Redis costs the
+# user up to 0.25 s, while the in-process buckets cost nothing and still limit.
+# After 5 s one request probes Redis; one success brings the limits back to it.
+FAILOVER_BREAKER = BreakerSettings(failure_threshold=1, reset_timeout_s=5.0, success_threshold=1)
+
+
 class FailoverRateLimiter:
     """Redis buckets while Redis answers, in-process buckets when it does not.
 
     A limit that silently stopped applying would be worse than a slightly
     looser one: during a Redis outage each process enforces the same buckets
-    locally, and the log says so once per outage.
+    locally, and the log says so once per outage. A ``CircuitBreaker`` keeps
+    the outage cheap: while it is open, requests never touch Redis; after its
+    reset timeout one request probes Redis (the others stay local until the
+    probe has answered). Its owner may listen to it to audit the fallback.
+
+        limiter = FailoverRateLimiter(RedisRateLimiter(redis.client, buckets), local)
+        limiter.breaker.add_listener(on_transition)
+        decision = await limiter.acquire(session)
+        limiter.health()        # RateLimitHealth: which backend, for the health view
     """
 
-    def __init__(self, primary: RateLimiter, fallback: RateLimiter) -> None:
+    def __init__(
+        self,
+        primary: RateLimiter,
+        fallback: RateLimiter,
+        *,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._primary = primary
         self._fallback = fallback
-        self.fallback_active = False
+        self._breaker = breaker or CircuitBreaker("ratelimit", FAILOVER_BREAKER, clock=clock)
+        self._on_fallback = False  # the last request was answered locally
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker in front of Redis; listen to it to audit the fallback."""
+        return self._breaker
+
+    @property
+    def fallback_active(self) -> bool:
+        return self._on_fallback
 
     async def acquire(self, key: str) -> RateDecision:
+        breaker = self._breaker
+        if not breaker.allow():  # open, or another request is probing Redis
+            return await self._local(key, None)
         try:
             decision = await self._primary.acquire(key)
         except CacheUnavailable as exc:
-            if not self.fallback_active:
-                log.warning("rate limiting falls back to in-process buckets: %s", exc)
-            self.fallback_active = True
-            return await self._fallback.acquire(key)
-        if self.fallback_active:
+            breaker.record_failure(exc)
+            return await self._local(key, exc)
+        except BaseException:
+            breaker.release()  # cancelled or a bug: no verdict on Redis
+            raise
+        breaker.record_success()
+        if self._on_fallback:
             log.info("rate limiting is back on Redis")
-        self.fallback_active = False
+            self._on_fallback = False
         return decision
+
+    async def _local(self, key: str, error: CacheUnavailable | None) -> RateDecision:
+        if not self._on_fallback:
+            why = error if error is not None else "its circuit breaker is open"
+            log.warning("rate limiting falls back to in-process buckets: %s", why)
+            self._on_fallback = True
+        return await self._fallback.acquire(key)
+
+    def health(self) -> RateLimitHealth:
+        """Where the limits are enforced now (Redis, or this process only)."""
+        local = self._on_fallback or self._breaker.state is not BreakerState.CLOSED
+        return RateLimitHealth(backend="embedded" if local else "redis", fallback_active=local)
 
     async def aclose(self) -> None:
         await self._primary.aclose()

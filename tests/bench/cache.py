@@ -181,7 +181,7 @@ async def probe_during(url: str, work: Any) -> tuple[dict[str, float], float]:
 
 
 async def redis_invalidation(url: str, entries: list[ResultEntry]) -> dict[str, Any]:
-    backend = RedisBackend(url, prefix="bench:inv", change_log_len=1000)
+    backend = RedisBackend.from_url(url, prefix="bench:inv", change_log_len=1000)
     await backend.start()
     await fill(backend, entries)
     before, _ = await probe_during(url, asyncio.sleep(2.0))
@@ -222,7 +222,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with RedisServer() as server:
         report["lookup_cost"] = {}
         for kind in ("embedded", "redis"):
-            primary = RedisBackend(server.url, prefix=f"bench:{kind}") if kind == "redis" else None
+            primary = (
+                RedisBackend.from_url(server.url, prefix=f"bench:{kind}")
+                if kind == "redis"
+                else None
+            )
             embedded = EmbeddedBackend(None, max_entries=max(sizes) + 10)
             cache = CacheService(CacheSettings(), primary, embedded)
             await cache.start()

@@ -18,9 +18,8 @@ if str(_ROOT) not in sys.path:  # tests/support is imported as tests.support
 
 from core.cache.backends import EmbeddedBackend  # noqa: E402
 from core.cache.redis_backend import RedisBackend  # noqa: E402
+from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.redis_server import RedisServer, redis_server_or_skip  # noqa: E402
-
-from .helpers import FakeClock  # noqa: E402
 
 
 class CommandMonitor:
@@ -126,7 +125,7 @@ async def backend(
     else:
         server = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_monitor")
-        b = RedisBackend(server.url, prefix=prefix, clock=clock, sync_block_ms=100)
+        b = RedisBackend.from_url(server.url, prefix=prefix, clock=clock, sync_block_ms=100)
     await b.start()
     try:
         yield b

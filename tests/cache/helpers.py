@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import numpy.typing as npt
 
@@ -47,16 +45,3 @@ def entry(
         created_at=now,
         expires_at=now + ttl,
     )
-
-
-class FakeClock:
-    """Wall-clock-like time that only moves when a test says so."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

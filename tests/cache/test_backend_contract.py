@@ -6,8 +6,9 @@ import numpy as np
 
 from core.cache.backends import CacheBackend, EmbeddedBackend
 from core.cache.redis_backend import RedisBackend
+from tests.support.clock import FakeClock
 
-from .helpers import FakeClock, entry, near, vec
+from .helpers import entry, near, vec
 
 
 class TestCacheContract:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.cache.backends import EmbeddedBackend
+from tests.support.clock import FakeClock
 
-from .helpers import FakeClock, entry, vec
+from .helpers import entry, vec
 
 
 async def test_embedding_expires_after_its_ttl(tmp_path: Path) -> None:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 import redis.asyncio as aioredis
 
 from core.cache.redis_backend import RedisBackend
+from core.redisconn import RedisConnections
+from core.security.ratelimit import RateLimitSettings, RedisRateLimiter
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 
 from .conftest import CommandMonitor
-from .helpers import FakeClock, entry, vec
+from .helpers import entry, vec
 
 pytestmark = pytest.mark.redis
 
 
 async def test_keys_carry_server_side_ttls(redis_server: RedisServer, prefix: str) -> None:
     clock = FakeClock()
-    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
     await b.start()
     await b.put_embedding("k", vec(1), ttl_s=60)
     await b.put_result(entry("e1", v=vec(1), docs=(3,), now=clock(), ttl=7200))
@@ -36,8 +40,8 @@ async def test_two_processes_converge_through_the_change_log(
     redis_server: RedisServer, prefix: str
 ) -> None:
     clock = FakeClock()
-    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
-    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    a = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
     await a.start()
     await b.start()
     try:
@@ -63,8 +67,8 @@ async def test_a_stale_local_index_never_serves_a_removed_entry(
     redis_server: RedisServer, prefix: str
 ) -> None:
     clock = FakeClock()
-    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
-    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
+    a = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
+    b = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock, sync_block_ms=60_000)
     await a.start()
     await a.put_result(entry("e1", v=vec(1), docs=(5,), now=clock()))
     await a.put_result(entry("e2", v=vec(2), now=clock()))
@@ -83,12 +87,12 @@ async def test_a_stale_local_index_never_serves_a_removed_entry(
 
 async def test_start_loads_existing_entries_by_scan(redis_server: RedisServer, prefix: str) -> None:
     clock = FakeClock()
-    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    a = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
     await a.start()
     for i in range(2_500):  # more than two SCAN batches
         await a.put_result(entry(f"e{i}", v=vec(i), now=clock()))
     await a.aclose()
-    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
     await b.start()
     try:
         assert await b.entry_count() == 2_500
@@ -103,8 +107,8 @@ async def test_the_keys_command_is_never_sent(
     """Every backend operation, a reload and invalidate_all, under MONITOR."""
     own = CommandMonitor(redis_server.port)
     clock = FakeClock()
-    a = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
-    b = RedisBackend(redis_server.url, prefix=prefix, clock=clock)
+    a = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
+    b = RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock)
     await a.start()
     await a.put_embedding("k", vec(1), 60)
     await a.get_embedding("k")
@@ -128,3 +132,44 @@ async def test_the_keys_command_is_never_sent(
     assert {"SCAN", "HGETALL", "UNLINK", "INCRBY", "XADD", "XREAD"} <= seen, " ".join(sorted(seen))
     assert "KEYS" not in seen
     assert "KEYS" not in redis_monitor.commands()  # everything else this session sent
+
+
+async def test_a_shared_client_outlives_the_backend(redis_server: RedisServer, prefix: str) -> None:
+    async with RedisConnections(redis_server.url) as redis:
+        backend = RedisBackend(redis.client, prefix=prefix, clock=FakeClock())
+        await backend.start()
+        await backend.put_embedding("k", vec(1), ttl_s=60)
+        await backend.aclose()
+        assert await redis.client.get(f"{prefix}:emb:k") is not None  # not closed by the backend
+
+
+async def test_the_cache_and_the_rate_limiter_share_one_pool(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """Every connection the cache backend (reader included) and the limiter open is pooled."""
+    name = f"archivist-{uuid.uuid4().hex[:8]}"
+    admin = aioredis.Redis.from_url(own_redis.url)
+    async with RedisConnections(own_redis.url, client_name=name) as redis:
+        backend = RedisBackend(redis.client, prefix=prefix, clock=FakeClock(), sync_block_ms=500)
+        limiter = RedisRateLimiter(redis.client, RateLimitSettings(), prefix=f"{prefix}:rl:")
+        await backend.start()
+        try:
+            for i in range(5):
+                await backend.put_embedding(f"k{i}", vec(i), ttl_s=60)
+                assert (await limiter.acquire("alice")).allowed
+            me = await admin.client_id()
+            others = [c for c in await admin.client_list() if int(c["id"]) != me]
+            assert others, "no connection was opened"
+            assert {c["name"] for c in others} == {name}  # all from the shared pool
+        finally:
+            await backend.aclose()
+            await admin.aclose()
+
+
+def test_the_change_log_reader_blocks_for_half_the_socket_timeout_at_most(
+    redis_server: RedisServer,
+) -> None:
+    long = RedisBackend.from_url(redis_server.url, socket_timeout_s=2.0, sync_block_ms=60_000)
+    short = RedisBackend.from_url(redis_server.url, socket_timeout_s=2.0, sync_block_ms=300)
+    assert long._sync_block_ms == 1_000
+    assert short._sync_block_ms == 300

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from core.breaker import BreakerState, BreakerTransition
 from core.cache.backends import EmbeddedBackend
 from core.cache.redis_backend import RedisBackend
-from core.cache.service import CacheService
+from core.cache.service import CACHE_BREAKER, CacheService
 from core.config import CacheSettings
+from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer, free_port
 
-from .helpers import FakeClock, near, vec
+from .helpers import near, vec
 
 NS = "kb=1|model=m|prompt=1"
 PAYLOAD = {"answer": "Use the toggle [1].", "citations": [{"chunk_id": 11, "document_id": 3}]}
@@ -23,9 +25,7 @@ PAYLOAD = {"answer": "Use the toggle [1].", "citations": [{"chunk_id": 11, "docu
 
 def service(clock: FakeClock, primary: RedisBackend | None = None, **kw: object) -> CacheService:
     settings = CacheSettings(**kw)  # type: ignore[arg-type]
-    return CacheService(
-        settings, primary, EmbeddedBackend(None, clock=clock), clock=clock, breaker_reset_s=5.0
-    )
+    return CacheService(settings, primary, EmbeddedBackend(None, clock=clock), clock=clock)
 
 
 async def test_embedding_layer_round_trip_and_ttl() -> None:
@@ -176,11 +176,16 @@ async def test_embedded_answers_persist_across_restart(tmp_path: Path) -> None:
 async def test_redis_down_at_start_uses_embedded_and_says_so(prefix: str) -> None:
     clock = FakeClock()
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    cache = service(clock, RedisBackend(url, prefix=prefix, clock=clock))
+    cache = service(clock, RedisBackend.from_url(url, prefix=prefix, clock=clock))
+    seen: list[BreakerTransition] = []
+    cache.breaker.add_listener(seen.append)
     await cache.start()
     health = cache.health()
     assert health.active_backend == "embedded" and health.fallback_active
     assert health.breaker_state == "open" and health.last_error
+    assert health.retry_in_s == CACHE_BREAKER.reset_timeout_s
+    assert [(t.provider, t.new) for t in seen] == [("cache", BreakerState.OPEN)]
+    assert "Redis unavailable at start" in seen[0].reason
     assert health.to_component().status == "degraded"
     await cache.put_result(NS, "What is X?", vec(1), PAYLOAD, [3])
     assert await cache.lookup_result(NS, "What is X?", vec(1))
@@ -192,7 +197,9 @@ async def test_redis_killed_mid_run_falls_back_then_returns(
     own_redis: RedisServer, prefix: str
 ) -> None:
     clock = FakeClock()
-    cache = service(clock, RedisBackend(own_redis.url, prefix=prefix, clock=clock))
+    cache = service(clock, RedisBackend.from_url(own_redis.url, prefix=prefix, clock=clock))
+    seen: list[BreakerTransition] = []
+    cache.breaker.add_listener(seen.append)
     await cache.start()
     assert cache.health().active_backend == "redis"
     await cache.put_result(NS, "What is X?", vec(1), PAYLOAD, [3])
@@ -222,6 +229,13 @@ async def test_redis_killed_mid_run_falls_back_then_returns(
         await r.aclose()
     assert await cache.lookup_result(NS, "What is Z?", vec(3))
     await cache.aclose()
+    # every step of the fallback reached the listeners (the audit log in the app)
+    assert [(t.old, t.new) for t in seen] == [
+        (BreakerState.CLOSED, BreakerState.OPEN),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED),
+    ]
+    assert {t.provider for t in seen} == {"cache"}
 
 
 async def _entry_id(ns: str, q: str) -> str:
@@ -235,7 +249,7 @@ async def test_slow_redis_falls_back_and_replays_missed_invalidations(
     own_redis: RedisServer, prefix: str
 ) -> None:
     clock = FakeClock()
-    cache = service(clock, RedisBackend(own_redis.url, prefix=prefix, clock=clock))
+    cache = service(clock, RedisBackend.from_url(own_redis.url, prefix=prefix, clock=clock))
     await cache.start()
     await cache.put_result(NS, "What is X?", vec(1), PAYLOAD, [3])
     admin = aioredis.Redis.from_url(own_redis.url)
@@ -261,7 +275,7 @@ async def test_slow_redis_falls_back_and_replays_missed_invalidations(
 @pytest.mark.redis
 async def test_service_hits_through_redis(redis_server: RedisServer, prefix: str) -> None:
     clock = FakeClock()
-    cache = service(clock, RedisBackend(redis_server.url, prefix=prefix, clock=clock))
+    cache = service(clock, RedisBackend.from_url(redis_server.url, prefix=prefix, clock=clock))
     await cache.start()
     await cache.put_embedding("m", "Q", vec(9))
     assert await cache.get_embedding("m", "Q") is not None

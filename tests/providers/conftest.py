@@ -15,7 +15,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.providers.fakes import FakeClock  # noqa: E402
+from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.fake_llm import FakeLLM  # noqa: E402
 
 

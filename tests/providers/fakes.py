@@ -9,19 +9,6 @@ from core.errors import ProviderError
 from core.types import GenerationRequest
 
 
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class StaticProvider:
     """An in-process provider that streams fixed pieces or raises a given error.
 

@@ -11,7 +11,6 @@ from core.breaker import (
     BreakerState,
     BreakerTransition,
     CircuitBreaker,
-    counts_as_failure,
     next_state,
 )
 from core.config import BreakerSettings
@@ -21,7 +20,8 @@ from core.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from tests.providers.fakes import FakeClock
+from core.providers.router import classify_error, counts_as_failure
+from tests.support.clock import FakeClock
 
 SETTINGS = BreakerSettings(failure_threshold=3, reset_timeout_s=10.0, success_threshold=2)
 
@@ -227,11 +227,18 @@ def test_counts_as_failure_classifies_errors() -> None:
     assert not counts_as_failure(ValueError("a bug"))
 
 
-def test_rejected_errors_never_trip_the_breaker(clock: FakeClock) -> None:
+def test_classify_error_names_the_outcome_the_breaker_hears() -> None:
+    assert classify_error(ProviderUnavailable("down")) == "failure"
+    assert classify_error(TimeoutError()) == "failure"
+    assert classify_error(ProviderRejected("bad key", status=401)) == "rejected"
+    assert classify_error(ProviderRateLimited("slow down", retry_after_s=3)) == "rate_limited"
+
+
+def test_released_calls_never_trip_the_breaker(clock: FakeClock) -> None:
     breaker = make(clock, failure_threshold=1)
     for _ in range(5):
         assert breaker.allow()
-        breaker.record_error(ProviderRejected("the API key was refused", status=401))
+        breaker.release()  # what the router does for a 4xx
     assert breaker.state is BreakerState.CLOSED
     assert breaker.snapshot().failures == 0
 
@@ -239,7 +246,7 @@ def test_rejected_errors_never_trip_the_breaker(clock: FakeClock) -> None:
 def test_rate_limit_blocks_calls_until_retry_after_without_opening(clock: FakeClock) -> None:
     breaker = make(clock, failure_threshold=1)
     assert breaker.allow()
-    breaker.record_error(ProviderRateLimited("429", retry_after_s=3.0))
+    breaker.record_rate_limited(3.0)
     assert breaker.state is BreakerState.CLOSED
     assert not breaker.allow()
     assert breaker.retry_in_s() == pytest.approx(3.0)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from core.breaker import counts_as_failure
 from core.config import ProviderSettings
 from core.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
 from core.providers.base import Provider
@@ -20,6 +19,7 @@ from core.providers.openai import (
     chat_url,
     parse_retry_after,
 )
+from core.providers.router import counts_as_failure
 from core.types import ContextPassage, GenerationRequest
 from tests.support.fake_llm import Drop, FakeLLM, Hang, Status, Succeed, closed_port
 

@@ -26,7 +26,8 @@ from core.providers.router import (
     Token,
 )
 from core.types import ContextPassage, GenerationRequest
-from tests.providers.fakes import FakeClock, RecordingSleep, StaticProvider
+from tests.providers.fakes import RecordingSleep, StaticProvider
+from tests.support.clock import FakeClock
 from tests.support.fake_llm import Drop, FakeLLM, Status, Succeed, closed_port
 
 REQUEST = GenerationRequest(

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from core.errors import RateLimited
+from core.breaker import BreakerState, BreakerTransition
+from core.errors import CacheUnavailable, RateLimited
+from core.redisconn import RedisConnections
 from core.security.ratelimit import (
+    FAILOVER_BREAKER,
     BucketSpec,
     EmbeddedRateLimiter,
+    FailoverRateLimiter,
     RateDecision,
     RateLimiter,
     RateLimitSettings,
     RedisRateLimiter,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from core.types import RateLimitHealth
+from tests.support.clock import FakeClock
+from tests.support.redis_server import RedisServer, redis_server_or_skip
 
 # Slow refill so real time (Redis TIME) cannot add a token during a test.
 SLOW = 0.001
@@ -193,3 +190,162 @@ def test_bucket_specs_reject_nonsense() -> None:
         BucketSpec(0, 1)
     with pytest.raises(ValueError):
         BucketSpec(1.0, 0)
+
+
+# --------------------------------------------------------------------------- failover
+
+
+class CountingLimiter:
+    """Passes requests on to ``inner`` and counts them: each one is a try to reach Redis."""
+
+    def __init__(self, inner: RateLimiter) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def acquire(self, key: str) -> RateDecision:
+        self.calls += 1
+        return await self.inner.acquire(key)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class BrokenLimiter:
+    """A primary with a bug: every request raises something that is not an outage."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def acquire(self, key: str) -> RateDecision:
+        self.calls += 1
+        raise RuntimeError("a bug, not an outage")
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop and restart."""
+    server = redis_server_or_skip()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+GENEROUS = RateLimitSettings(BucketSpec(SLOW, 1000), None)
+
+
+def failover(
+    redis: RedisConnections, clock: FakeClock
+) -> tuple[FailoverRateLimiter, CountingLimiter]:
+    primary = CountingLimiter(RedisRateLimiter(redis.client, GENEROUS))
+    limiter = FailoverRateLimiter(primary, EmbeddedRateLimiter(GENEROUS, clock=clock), clock=clock)
+    return limiter, primary
+
+
+@pytest.mark.redis
+async def test_while_open_no_request_reaches_redis_and_after_the_reset_it_returns(
+    own_redis: RedisServer,
+) -> None:
+    clock = FakeClock()
+    async with RedisConnections(own_redis.url) as redis:
+        limiter, primary = failover(redis, clock)
+        seen: list[BreakerTransition] = []
+        limiter.breaker.add_listener(seen.append)
+        assert (await limiter.acquire("alice")).allowed
+        assert primary.calls == 1
+        assert limiter.health() == RateLimitHealth(backend="redis", fallback_active=False)
+
+        own_redis.stop()
+        assert (await limiter.acquire("alice")).allowed  # Redis failed: answered locally
+        assert primary.calls == 2
+        assert limiter.breaker.state is BreakerState.OPEN
+        for _ in range(50):
+            assert (await limiter.acquire("alice")).allowed
+        assert primary.calls == 2  # the open breaker sent nothing to Redis
+        assert limiter.health() == RateLimitHealth(backend="embedded", fallback_active=True)
+
+        own_redis.start()  # back on the same port
+        clock.advance(FAILOVER_BREAKER.reset_timeout_s - 0.01)
+        await limiter.acquire("alice")
+        assert primary.calls == 2  # still inside the reset timeout
+        clock.advance(0.01)
+        assert (await limiter.acquire("alice")).allowed  # the probe, on Redis
+        assert primary.calls == 3
+        assert limiter.breaker.state is BreakerState.CLOSED
+        assert limiter.health() == RateLimitHealth(backend="redis", fallback_active=False)
+        await limiter.acquire("alice")
+        assert primary.calls == 4
+
+    assert [(t.old, t.new) for t in seen] == [
+        (BreakerState.CLOSED, BreakerState.OPEN),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED),
+    ]
+    assert {t.provider for t in seen} == {"ratelimit"}  # the breaker's name
+    assert "cannot reach Redis" in seen[0].reason
+
+
+@pytest.mark.redis
+async def test_a_failed_probe_reopens_and_waits_a_full_reset_again(
+    own_redis: RedisServer,
+) -> None:
+    clock = FakeClock()
+    async with RedisConnections(own_redis.url) as redis:
+        limiter, primary = failover(redis, clock)
+        own_redis.stop()
+        await limiter.acquire("a")
+        clock.advance(FAILOVER_BREAKER.reset_timeout_s)
+        assert (await limiter.acquire("a")).allowed  # the probe fails; answered locally
+        assert primary.calls == 2
+        assert limiter.breaker.state is BreakerState.OPEN
+        assert limiter.breaker.seconds_until_half_open() == FAILOVER_BREAKER.reset_timeout_s
+        await limiter.acquire("a")
+        assert primary.calls == 2
+
+
+@pytest.mark.redis
+async def test_after_the_reset_only_one_request_probes_redis(own_redis: RedisServer) -> None:
+    clock = FakeClock()
+    async with RedisConnections(own_redis.url) as redis:
+        limiter, primary = failover(redis, clock)
+        own_redis.stop()
+        await limiter.acquire("a")
+        own_redis.start()
+        clock.advance(FAILOVER_BREAKER.reset_timeout_s)
+        decisions = await asyncio.gather(*(limiter.acquire(f"s{i}") for i in range(10)))
+        assert all(d.allowed for d in decisions)
+        assert primary.calls == 2  # one probe; the nine others stayed local meanwhile
+        assert limiter.breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.redis
+async def test_a_redis_that_does_not_answer_costs_one_deadline(own_redis: RedisServer) -> None:
+    async with RedisConnections(own_redis.url) as redis:
+        limiter = RedisRateLimiter(redis.client, GENEROUS, timeout_s=0.05)
+        assert (await limiter.acquire("a")).allowed
+        admin = redis.client
+        await admin.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        try:
+            started = time.perf_counter()
+            with pytest.raises(CacheUnavailable, match=r"no answer within 0\.05 s"):
+                await limiter.acquire("a")
+            assert time.perf_counter() - started < 1.0  # not the pool's 2 s socket timeout
+        finally:
+            own_redis.stop()  # ends the pause at once
+
+
+async def test_a_bug_in_the_primary_propagates_and_frees_the_probe() -> None:
+    clock = FakeClock()
+    broken = BrokenLimiter()
+    limiter = FailoverRateLimiter(broken, EmbeddedRateLimiter(GENEROUS, clock=clock), clock=clock)
+    limiter.breaker.force_open()
+    clock.advance(FAILOVER_BREAKER.reset_timeout_s)
+    with pytest.raises(RuntimeError):
+        await limiter.acquire("a")
+    assert limiter.breaker.state is BreakerState.HALF_OPEN  # a bug says nothing about Redis
+    with pytest.raises(RuntimeError):
+        await limiter.acquire("a")  # the slot was freed: the next request probes
+    assert broken.calls == 2
