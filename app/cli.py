@@ -12,14 +12,24 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from app import statusview as sv
 from core.config import Settings, load_settings
 from core.errors import ArchivistError, ConfigError, RateLimited, UsageError
 from core.logs import setup_logging
-from core.types import Answer, FileStatus, IngestProgress, IngestReport
+from core.types import (
+    NO_VALUE,
+    Answer,
+    AuditSummary,
+    FileStatus,
+    HealthSnapshot,
+    IngestProgress,
+    IngestReport,
+    StatsSnapshot,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_EVAL_MODES = "bm25,vector,rrf,convex"
@@ -81,18 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev_.add_argument("entry", help="the cache_entry of an answer (ask --json shows it)")
     cs.add_parser("clear", help="retire every cached answer")
 
-    p = sub.add_parser("eval", help="measure retrieval quality on a question set")
+    p = sub.add_parser("eval", help="measure quality on a question set")
     ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
-    r = ev.add_parser("retrieval", help="Recall@k, MRR, nDCG and latency per retrieval mode")
-    r.add_argument("--questions", required=True, metavar="FILE", help="JSON lines questions")
-    r.add_argument("--corpus", required=True, metavar="DIR", help="the documents folder")
-    r.add_argument("--json", action="store_true")
-    r.add_argument(
+    # Every evaluation takes these; add one with ev.add_parser(..., parents=[common])
+    # and a coroutine in EVALUATIONS.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--questions", required=True, metavar="FILE", help="JSON lines questions")
+    common.add_argument("--corpus", required=True, metavar="DIR", help="the documents folder")
+    common.add_argument("--json", action="store_true")
+    common.add_argument(
         "--home",
         metavar="DIR",
         help="reuse this data folder (default: a temporary one, deleted afterwards)",
     )
+    r = ev.add_parser(
+        "retrieval",
+        parents=[common],
+        help="Recall@k, MRR, nDCG and latency per retrieval mode",
+    )
     r.add_argument("--modes", default=DEFAULT_EVAL_MODES, help="comma-separated")
+    a = ev.add_parser(
+        "answers",
+        parents=[common],
+        help="accuracy, abstention, citation precision and latency of the answers",
+    )
+    a.add_argument("--limit", type=int, default=0, help="only the first N questions")
 
     p = sub.add_parser("quarantine", help="list files that could not be ingested, with reasons")
     p.add_argument("--json", action="store_true")
@@ -273,29 +296,134 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------- ask
 
 
-def _read_questions(source: str) -> Iterable[str]:
-    if source == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UsageError(f"the questions file {source} does not exist")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+class _LineReader:
+    """Lines of a file descriptor as they arrive, without blocking the event loop.
+
+    A pipe or a terminal is watched with ``add_reader``: no thread waits on it, so
+    a signal stops the wait at once, and each line is handed over as soon as it
+    is complete. A regular file (which the selector refuses, and whose reads never
+    wait) is read in a worker thread.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def readline(self) -> str | None:
+        """The next line without its newline, or None at the end of the input."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line.decode("utf-8", errors="replace")
+            if self._eof:
+                if not self._buffer:
+                    return None
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                return line.decode("utf-8", errors="replace")
+            data = await self._read()
+            self._eof = not data
+            self._buffer += data
+
+    async def _read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        while True:
+            ready: asyncio.Future[None] = loop.create_future()
+
+            def readable(ready: asyncio.Future[None] = ready) -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            try:
+                loop.add_reader(self._fd, readable)
+            except (OSError, NotImplementedError):  # a regular file, or no selector loop
+                return await asyncio.to_thread(os.read, self._fd, 65536)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self._fd)
+            try:
+                return os.read(self._fd, 65536)  # readable: returns at once
+            except BlockingIOError:  # a non-blocking descriptor woken early: wait again
+                continue
+
+
+def _read_questions(source: str) -> list[str]:
+    """The non-blank lines of a questions file."""
+    path = Path(source)
+    if not path.is_file():
+        raise UsageError(f"the questions file {source} does not exist")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return [line.strip() for line in lines if line.strip()]
+
+
+async def _stdin_questions() -> AsyncIterator[str]:
+    """Each non-blank line of standard input, as soon as it is complete.
+
+    A stop signal (SIGTERM, Ctrl-C) while waiting for the next line ends the
+    input like end-of-file: the answers given stand and the command exits
+    normally. A signal while a question is being answered still stops it.
+    """
+    if sys.stdin is None:  # started with standard input closed
+        return
+    reader = _LineReader(sys.stdin.fileno())
+    while True:
+        try:
+            line = await reader.readline()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.uncancel() > 0:
+                raise
+            return  # stopped while idle: not an error
+        if line is None:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def format_answer(answer: Answer) -> str:
+    """An answer for people: the supported text, the quotes that back it, the sources.
+
+    When the answer's sentences were checked against the documents, only the
+    supported ones are shown, with a note saying how many were left out.
+    """
+    out: list[str] = []
+    if answer.sentences and not answer.abstained:
+        kept = [s.text for s in answer.sentences if s.supported]
+        if kept:
+            out.append(" ".join(kept))
+        left_out = len(answer.sentences) - len(kept)
+        if left_out:
+            them = "them" if left_out != 1 else "it"
+            out.append(
+                f"({left_out} sentence{'s' if left_out != 1 else ''} of the generated answer "
+                f"left out: the documents do not support {them}.)"
+            )
+    else:
+        out.append(answer.text)
+    if answer.notice:
+        out.append(f"\nNote: {answer.notice}")
+    if answer.quotes:
+        out.append("\nQuotes:")
+        for q in answer.quotes:
+            where = f", page {q.page}" if q.page else ""
+            out.append(f"  [{q.marker}] \u201c{q.quote or q.text}\u201d ({q.source}{where})")
+    if answer.citations:
+        out.append("\nSources:")
+        for c in answer.citations:
+            where = f", page {c.page}" if c.page else ""
+            out.append(f"  [{c.marker}] {c.source}{where} (characters {c.start}-{c.end})")
+    return "\n".join(out)
 
 
 def _print_answer(answer: Answer, as_json: bool) -> None:
     if as_json:
         print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
         return
-    print(answer.text)
-    if answer.notice:
-        print(f"\nNote: {answer.notice}")
-    if answer.citations:
-        print("\nSources:")
-        for c in answer.citations:
-            where = f", page {c.page}" if c.page else ""
-            print(f"  [{c.marker}] {c.source}{where} (characters {c.start}-{c.end})")
+    print(format_answer(answer))
     print(flush=True)
 
 
@@ -320,14 +448,28 @@ async def _ask_one(services: Any, question: str, args: argparse.Namespace) -> An
             await asyncio.sleep(max(0.05, exc.retry_after_s))
 
 
+async def _each(questions: list[str]) -> AsyncIterator[str]:
+    for q in questions:
+        yield q
+
+
 async def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    questions = [args.question] if args.question else list(_read_questions(args.batch))
-    if not questions:
-        raise UsageError("no questions to answer")
+    questions: AsyncIterator[str]
+    if args.batch == "-":
+        questions = _stdin_questions()  # answered as they arrive (a pipe worker)
+    else:
+        listed = (
+            [args.question]
+            if args.question
+            else await asyncio.to_thread(_read_questions, args.batch)
+        )
+        if not listed:
+            raise UsageError("no questions to answer")
+        questions = _each(listed)
 
     async def body(services: Any) -> int:
         failures = 0
-        for q in questions:
+        async for q in questions:
             try:
                 answer = await _ask_one(services, q, args)
             except ArchivistError as exc:
@@ -354,9 +496,9 @@ async def _health(args: argparse.Namespace, settings: Settings) -> int:
             await services.wait_ready()
         except ArchivistError:
             pass  # the snapshot shows what failed
-        snap = await services.health()
+        snap: HealthSnapshot = await services.health()
         if args.json:
-            print(json.dumps(snap.to_json(), ensure_ascii=False, default=str))
+            print(json.dumps(snap.to_json(), ensure_ascii=False))
         else:
             print(f"status: {snap.status}")
             for c in snap.components:
@@ -369,11 +511,11 @@ async def _health(args: argparse.Namespace, settings: Settings) -> int:
 async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     async def body(services: Any) -> int:
         since = time.time() - args.days * 86400 if args.days else None
-        data = await services.stats(since=since)
+        stats: StatsSnapshot = await services.stats(since=since)
         if args.json:
-            print(json.dumps(data, ensure_ascii=False, default=str))
+            print(json.dumps(stats.to_json(), ensure_ascii=False))
         else:
-            _print_tree(data)
+            print(format_stats(stats, args.days))
         return EXIT_OK
 
     return await _with_services(settings, body)
@@ -418,6 +560,10 @@ def _eval_inputs(args: argparse.Namespace) -> tuple[list[Any], Path]:
 
 
 async def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    return await EVALUATIONS[args.eval_command](args, settings)
+
+
+async def _eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     from core.evaluation import MODES, evaluate_retrieval, format_table
 
     questions, corpus = _eval_inputs(args)
@@ -436,8 +582,8 @@ async def _eval(args: argparse.Namespace, settings: Settings) -> int:
             "elapsed_s": round(report.elapsed_s, 1),
             "timings_s": {k: round(v, 1) for k, v in report.timings_s.items()},
         }
-        stats = await services.stats()
-        result["chunks"] = stats["knowledge_base"]["chunks"]
+        stats: StatsSnapshot = await services.stats()
+        result["chunks"] = stats.knowledge_base.chunks
         if args.json:
             print(json.dumps(result))
         else:
@@ -448,13 +594,87 @@ async def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return await _with_services(settings, body, warm=True)
 
 
-def _print_tree(data: dict[str, Any], indent: int = 0) -> None:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            print(" " * indent + f"{key}:")
-            _print_tree(value, indent + 2)
+async def _eval_answers(args: argparse.Namespace, settings: Settings) -> int:
+    from core.answer.evaluate import evaluate_answers, format_answers_table
+
+    questions, corpus = _eval_inputs(args)
+    if args.limit:
+        questions = questions[: args.limit]
+
+    async def body(services: Any) -> int:
+        report = await services.ingest([corpus], progress=_ProgressPrinter(sys.stderr))
+        await services.wait_ready()
+
+        async def ask(text: str) -> Any:
+            # Every question is answered afresh (no cache), in its own session so
+            # the rate limiter measures nothing but the answers.
+            return await services.ask(text, use_cache=False, session=f"eval-{text[:40]}")
+
+        result = await evaluate_answers(ask, questions)
+        result["ingest"] = {"summary": report.summary(), "elapsed_s": round(report.elapsed_s, 1)}
+        if args.json:
+            print(json.dumps(result))
         else:
-            print(" " * indent + f"{key}: {value}")
+            print(format_answers_table(result))
+        return EXIT_OK
+
+    return await _with_services(settings, body, warm=True)
+
+
+# ``archivist eval WHAT``: one coroutine per evaluation subcommand.
+EVALUATIONS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = {
+    "retrieval": _eval_retrieval,
+    "answers": _eval_answers,
+}
+
+
+def _counts_text(counts: Mapping[str | None, int]) -> str:
+    return ", ".join(f"{NO_VALUE if k is None else k} {n}" for k, n in counts.items()) or "none"
+
+
+def format_stats(stats: StatsSnapshot, days: float | None = None) -> str:
+    """``archivist stats`` for people."""
+    kb = stats.knowledge_base
+    kinds = ", ".join(f"{k} {n}" for k, n in stats.documents_by_kind.items()) or "none"
+    lines = [
+        f"Knowledge base: {kb.documents} documents, {kb.chunks} passages, "
+        f"{kb.embeddings} embeddings, {kb.quarantined} quarantined, {kb.size_bytes} bytes",
+        f"  by kind: {kinds}",
+        f"  version: {stats.kb_version}",
+    ]
+    audit = stats.audit
+    if audit is None:
+        lines.append("Requests: the audit log is not available")
+    else:
+        lines += _audit_lines(audit, days)
+    s = stats.session
+    lines.append(f"This session: {s.asks} question(s), up {s.uptime_s:.0f} s")
+    return "\n".join(lines)
+
+
+def _audit_lines(audit: AuditSummary, days: float | None) -> list[str]:
+    window = f"last {days:g} days" if days else "all time"
+    lat = audit.ask_latency_ms
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f} ms"
+
+    lines = [
+        f"Events ({window}): {audit.total}",
+        f"  by action: {_counts_text(audit.by_action)}",
+        f"  by outcome: {_counts_text(audit.by_outcome)}",
+        f"  by provider: {_counts_text(audit.by_provider)}",
+        f"  by cache layer: {_counts_text(audit.by_cache_layer)}",
+        f"  answer latency: p50 {ms(lat.p50)}, p95 {ms(lat.p95)}, p99 {ms(lat.p99)}"
+        f" ({lat.count} answer{'s' if lat.count != 1 else ''})",
+    ]
+    if audit.per_day:
+        per_day = ", ".join(f"{d.isoformat()} {n}" for d, n in audit.per_day.items())
+        lines.append(f"  per day: {per_day}")
+    if audit.last_events:
+        lines.append("  last events:")
+        lines += [f"    {sv.event_line(e)}" for e in audit.last_events]
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
@@ -32,8 +32,17 @@ from PySide6.QtWidgets import (
 
 from app import statusview as sv
 from app.widgets import BarChart
-from core.breaker import BreakerSnapshot, BreakerTransition
-from core.types import FileOutcome, FileStatus, HealthSnapshot, IngestProgress, IngestReport
+from core.types import (
+    BreakerSnapshot,
+    BreakerTransition,
+    ComponentHealth,
+    FileOutcome,
+    FileStatus,
+    HealthSnapshot,
+    IngestProgress,
+    IngestReport,
+    StatsSnapshot,
+)
 
 STATUS_WORDS = {
     FileStatus.ADDED: "added",
@@ -89,6 +98,11 @@ class LibraryPanel(QWidget):
         self.eta_label.setAccessibleName("Ingestion status")
         self.eta_label.setWordWrap(True)
         layout.addWidget(self.eta_label)
+        self.queued_label = QLabel("", self)
+        self.queued_label.setAccessibleName("Items waiting to be added")
+        self.queued_label.setWordWrap(True)
+        self.queued_label.hide()
+        layout.addWidget(self.queued_label)
 
         layout.addWidget(QLabel("Recent files", self))
         self.recent = QListWidget(self)
@@ -112,6 +126,14 @@ class LibraryPanel(QWidget):
         self.progress.setRange(0, 0)  # busy until the first progress event counts files
         self.cancel_button.setEnabled(True)
         self.eta_label.setText(f"Looking at {n} item(s)…")
+
+    def on_queued(self, waiting: int) -> None:
+        """Items dropped while an ingestion runs wait for it; the running one keeps Cancel."""
+        self.queued_label.setText(
+            f"{waiting} more item(s) will be added when this ingestion ends "
+            "(Cancel drops them too)."
+        )
+        self.queued_label.setVisible(waiting > 0)
 
     def on_progress(self, p: IngestProgress) -> None:
         self.progress.setRange(0, max(1, p.files_total))
@@ -434,8 +456,8 @@ class HealthPanel(QWidget):
             _lines_html(sv.watcher_view(snap.components)) or "No watcher information."
         )
 
-    _components: Sequence[Any] = ()
-    _stats: Mapping[str, Any] = {}
+    _components: Sequence[ComponentHealth] = ()
+    _stats: StatsSnapshot | None = None
     cache_text = ""  # the cache box as plain text
 
     def _render_cache(self) -> None:
@@ -443,29 +465,11 @@ class HealthPanel(QWidget):
         self.cache_label.setText(text or "No cache information.")
         self.cache_text = "\n".join(sv.cache_lines(self._components, self._stats))
 
-    def show_stats(self, stats: Mapping[str, Any]) -> None:
+    def show_stats(self, stats: StatsSnapshot) -> None:
         self._stats = stats
-        p50, p95 = sv.latency(stats)
-
-        def ms(v: float | None) -> str:
-            return "—" if v is None else f"{v:.0f} ms"
-
-        self.latency_label.setText(f"Answer latency: p50 {ms(p50)} · p95 {ms(p95)}")
+        self.latency_label.setText(sv.latency_text(stats))
         by_outcome = sv.counts(stats, "by_outcome")
-        by_provider = sv.counts(stats, "by_provider")
-        parts = []
-        if by_outcome:
-            parts.append("By outcome: " + ", ".join(f"{k} {v}" for k, v in by_outcome.items()))
-        if by_provider:
-            parts.append("By provider: " + ", ".join(f"{k} {v}" for k, v in by_provider.items()))
-        if not parts:
-            asks = sv.find(stats, "asks")
-            parts.append(
-                f"{asks} question(s) this session; the audit log is not available."
-                if asks is not None
-                else "No request statistics available."
-            )
-        self.totals_label.setText("\n".join(parts))
+        self.totals_label.setText(sv.totals_text(stats))
         if by_outcome:
             self.history.add(by_outcome, time.time())
         chart = self.history.chart()

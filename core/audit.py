@@ -30,6 +30,7 @@ Usage::
     ...
     await log.aclose()
     summary = await asyncio.to_thread(AuditStats(engine).summary, since, until)
+    summary.total, summary.ask_latency_ms.p95  # a typed AuditSummary (core.types)
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 
 from core.db.schema import audit_events
+from core.types import AuditEvent as AuditEvent
+from core.types import AuditSummary as AuditSummary
+from core.types import LatencyStats as LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +65,6 @@ GROUP_COLUMNS: Final[tuple[GroupColumn, ...]] = ("action", "outcome", "provider"
 
 
 # --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """One thing that happened. ``ts`` is unix seconds; ``detail`` must be JSON-able."""
-
-    ts: float
-    action: str  # ask, ingest, quarantine, breaker, setting, ...
-    outcome: str  # ok, degraded, failed, refused, blocked, ...
-    request_id: str | None = None
-    session: str | None = None
-    provider: str | None = None
-    cache_layer: str | None = None
-    latency_ms: float | None = None
-    question_hash: str | None = None
-    question: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 def question_hash(text: str) -> str:
@@ -331,19 +318,6 @@ def ensure_audit_indexes(engine: sa.Engine) -> list[str]:
     return created
 
 
-@dataclass(frozen=True, slots=True)
-class LatencyStats:
-    """Nearest-rank percentiles (the value at rank ceil(p/100·n)) of ``count`` latencies."""
-
-    count: int
-    p50: float | None
-    p95: float | None
-    p99: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99}
-
-
 def nearest_rank(p: float, n: int) -> int:
     """The 1-based rank of the p-th percentile among n sorted values (nearest-rank method)."""
     if n <= 0:
@@ -514,22 +488,6 @@ class AuditStats:
             rows = conn.execute(sa.text(self.per_day_sql(windowed=not whole)), params).all()
         return {int(r[0]): int(r[1]) for r in rows if r[1]}
 
-    def latency_percentiles(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        *,
-        action: str = "ask",
-        percentiles: Sequence[float] = (50.0, 95.0, 99.0),
-    ) -> dict[float, float | None]:
-        """Nearest-rank percentiles of ``latency_ms`` for ``action`` events, in SQL.
-
-        A window covering a large share of the table's time span is read in
-        latency order from ``(action, latency_ms, ts)`` and stops at each rank; a
-        narrow one is range-read from ``(action, ts, latency_ms)`` and sorted once.
-        """
-        return self._percentiles(since, until, action, percentiles)[1]
-
     def _percentiles(
         self,
         since: float | None,
@@ -537,6 +495,12 @@ class AuditStats:
         action: str,
         percentiles: Sequence[float],
     ) -> tuple[int, dict[float, float | None]]:
+        """How many ``action`` events carry a latency, and nearest-rank percentiles of it.
+
+        A window covering a large share of the table's time span is read in
+        latency order from ``(action, latency_ms, ts)`` and stops at each rank; a
+        narrow one is range-read from ``(action, ts, latency_ms)`` and sorted once.
+        """
         lo, hi = _window(since, until)
         params: dict[str, Any] = {"action": action, "lo": lo, "hi": hi}
         with self._engine.connect() as conn:
@@ -597,29 +561,25 @@ class AuditStats:
 
     def summary(
         self, since: float | None = None, until: float | None = None, *, last: int = 20
-    ) -> dict[str, Any]:
-        """Everything the statistics view shows, as JSON-able data."""
+    ) -> AuditSummary:
+        """Everything the statistics view shows over ``[since, until)``."""
         by_action = self.counts_by("action", since, until)
-        latency = self.latency(since, until)
-
-        def named(counts: Mapping[str | None, int]) -> dict[str, int]:
-            return {("(none)" if k is None else k): v for k, v in sorted_counts(counts)}
-
-        return {
-            "since": since,
-            "until": until,
-            "total": sum(by_action.values()),
-            "by_action": named(by_action),
-            "by_outcome": named(self.counts_by("outcome", since, until)),
-            "by_provider": named(self.counts_by("provider", since, until)),
-            "by_cache_layer": named(self.counts_by("cache_layer", since, until)),
-            "ask_latency_ms": latency.to_json(),
-            "per_day": {
-                dt.date.fromordinal(dt.date(1970, 1, 1).toordinal() + d).isoformat(): n
-                for d, n in self.counts_per_day(since, until).items()
+        epoch = dt.date(1970, 1, 1).toordinal()
+        return AuditSummary(
+            since=since,
+            until=until,
+            total=sum(by_action.values()),
+            by_action=dict(sorted_counts(by_action)),
+            by_outcome=dict(sorted_counts(self.counts_by("outcome", since, until))),
+            by_provider=dict(sorted_counts(self.counts_by("provider", since, until))),
+            by_cache_layer=dict(sorted_counts(self.counts_by("cache_layer", since, until))),
+            ask_latency_ms=self.latency(since, until),
+            per_day={
+                dt.date.fromordinal(epoch + d): n
+                for d, n in sorted(self.counts_per_day(since, until).items())
             },
-            "last_events": [_event_json(e) for e in self.last_events(last)],
-        }
+            last_events=tuple(self.last_events(last)),
+        )
 
     # ------------------------------------------------------------------ retention
 
@@ -645,22 +605,6 @@ class AuditStats:
 def sorted_counts(counts: Mapping[str | None, int]) -> list[tuple[str | None, int]]:
     """Largest first, then by name (None last) — a stable order for display."""
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
-
-
-def _event_json(e: AuditEvent) -> dict[str, Any]:
-    return {
-        "ts": e.ts,
-        "action": e.action,
-        "outcome": e.outcome,
-        "request_id": e.request_id,
-        "session": e.session,
-        "provider": e.provider,
-        "cache_layer": e.cache_layer,
-        "latency_ms": e.latency_ms,
-        "question_hash": e.question_hash,
-        "question": e.question,
-        "detail": dict(e.detail),
-    }
 
 
 def events_to_rows(

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import platformdirs
 
@@ -212,6 +214,18 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class AnswerSettings:
+    # A sentence of the model's answer that no retrieved passage supports:
+    # "mark" keeps it, dimmed and flagged "not found in your documents";
+    # "drop" removes it from the answer.
+    unsupported: str = "mark"
+
+    def validate(self, file: str | None) -> None:
+        if self.unsupported not in {"mark", "drop"}:
+            raise ConfigError("must be mark or drop", key="answer.unsupported", file=file)
+
+
+@dataclass(frozen=True)
 class RateLimitConfig:
     """Token buckets: ``burst`` asks at once, refilled at ``rate_per_s``; 0 turns one off."""
 
@@ -273,6 +287,7 @@ class Settings:
     providers: tuple[ProviderSettings, ...] = ()
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     audit: AuditSettings = field(default_factory=AuditSettings)
     watched_folders: tuple[str, ...] = ()
@@ -302,6 +317,7 @@ class Settings:
         self.breaker.validate(file)
         self.logging.validate(file)
         self.security.validate(file)
+        self.answer.validate(file)
         self.rate_limit.validate(file)
         self.audit.validate(file)
         names = set()
@@ -322,6 +338,43 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError("must be a redis:// URL", key="redis_url", file=file)
+
+
+# [scheme]://user:PASSWORD@host...: the password runs to the last "@", so an
+# unescaped "@" in it is still covered (at worst a little more is masked).
+_URL_PASSWORD = re.compile(r"^(?P<head>[^:/?#@]*://[^:/?#@]*:)(?P<pw>.*)@", re.S)
+# The same inside running text (a URL quoted in an error message): no spaces.
+_TEXT_URL_PASSWORD = re.compile(r"(?P<head>[^\s:/?#@]*://[^\s:/?#@]*:)[^\s@]+@")
+# password=... in a query string or a libpq keyword/value string.
+_PASSWORD_PARAM = re.compile(r"(?P<head>\bpassword=)[^&\s]+", re.I)
+_MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked; works on URLs no parser accepts.
+
+    >>> redact_url("postgresql+psycopg://ann:s3cret@db:notaport/kb")
+    'postgresql+psycopg://ann:***@db:notaport/kb'
+    """
+    masked = _URL_PASSWORD.sub(lambda m: m["head"] + _MASK + "@", url, count=1)
+    return _PASSWORD_PARAM.sub(lambda m: m["head"] + _MASK, masked)
+
+
+def redact_secrets(text: str, url: str) -> str:
+    """``text`` (an error message) with every trace of ``url``'s password masked.
+
+    Masks the URL itself, any URL-shaped password in the text, and the bare
+    password (as written and percent-decoded) when it is 4 characters or more
+    (a shorter one would mask ordinary words).
+    """
+    out = text.replace(url, redact_url(url)) if url else text
+    m = _URL_PASSWORD.match(url)
+    if m is not None:
+        for secret in sorted({m["pw"], unquote(m["pw"])}, key=len, reverse=True):
+            if len(secret) >= 4:
+                out = out.replace(secret, _MASK)
+    out = _TEXT_URL_PASSWORD.sub(lambda t: t["head"] + _MASK + "@", out)
+    return _PASSWORD_PARAM.sub(lambda t: t["head"] + _MASK, out)
 
 
 def default_home() -> Path:

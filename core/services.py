@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import time
@@ -37,20 +36,22 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from core.answer.pipeline import AskPipeline, TokenCallback
+from core.answer.pipeline import AskPipeline, QuotesCallback, TokenCallback
 from core.audit import AuditEvent, AuditLog, AuditStats
 from core.cache import CacheService, EmbeddedBackend, RedisBackend, make_namespace
 from core.config import Settings
 from core.db import store
-from core.db.engine import create_engine_for, schema_revision, upgrade_schema
+from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
-from core.errors import ArchivistError, ModelError, StorageError, UsageError
+from core.errors import ModelError, StorageError, UsageError
+from core.health import LoadState, health_snapshot, load_state, stats_snapshot
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
 from core.ingest.pipeline import Ingestor
 from core.logs import request_context
 from core.providers.chain import build_router
 from core.providers.openai import PROMPT_VERSION
 from core.providers.router import ProviderRouter
+from core.redisconn import RedisConnections
 from core.retrieval.rerank import Reranker
 from core.retrieval.retriever import Retriever
 from core.retrieval.search import SearchIndex
@@ -66,14 +67,15 @@ from core.security.ratelimit import (
 from core.security.sanitize import clean_question
 from core.types import (
     Answer,
+    BreakerSnapshot,
     BreakerTransition,
-    ComponentHealth,
     HealthSnapshot,
     IndexDelta,
     IngestProgress,
     IngestReport,
     ScoredChunk,
     SearchFilters,
+    StatsSnapshot,
 )
 from core.watch import FolderWatcher
 
@@ -106,7 +108,7 @@ class Services:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: CacheService | None = None
         self._limiter: RateLimiter | None = None
-        self._redis_limiter_client: Any = None
+        self._redis: RedisConnections | None = None  # one pool for the cache and the limiter
         self._kb_version = 0
         self._changed_documents: set[int] = set()
         self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
@@ -173,14 +175,20 @@ class Services:
         await audit.start()
         self._owns("audit", audit.aclose)  # flushes what is queued
         self._audit_stats = AuditStats(engine)
+        if s.redis_url:
+            # One connection pool for the cache and the rate limiter; built first,
+            # so the reverse teardown closes it after both of them.
+            self._redis = RedisConnections(s.redis_url)
+            self._owns("redis", self._close_redis)
         if s.rate_limit.enabled:
             self._limiter = self._build_limiter()
             self._owns("rate limiter", self._close_limiter)
         cache = self._cache = CacheService(
             s.cache,
-            RedisBackend(s.redis_url) if s.redis_url else None,
+            RedisBackend(self._redis.client) if self._redis is not None else None,
             EmbeddedBackend(s.home / "cache.sqlite3", max_entries=s.cache.max_entries),
         )
+        cache.breaker.add_listener(self._on_breaker)  # before start(): audits a fallback at start
         self._owns("cache", cache.aclose)
         await cache.start()
         self._kb_version = await asyncio.to_thread(self._read_kb_version)
@@ -256,8 +264,11 @@ class Services:
     async def _close_limiter(self) -> None:
         if self._limiter is not None:
             await self._limiter.aclose()
-        if self._redis_limiter_client is not None:
-            await self._redis_limiter_client.aclose()
+
+    async def _close_redis(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
 
     async def _close_index(self) -> None:
         """Persist the index if it loaded completely, then release its files."""
@@ -404,14 +415,11 @@ class Services:
             else None,
         )
         local = EmbeddedRateLimiter(buckets)
-        if not self.settings.redis_url:
+        if self._redis is None:
             return local
-        import redis.asyncio as aioredis
-
-        self._redis_limiter_client = aioredis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
-        )
-        return FailoverRateLimiter(RedisRateLimiter(self._redis_limiter_client, buckets), local)
+        limiter = FailoverRateLimiter(RedisRateLimiter(self._redis.client, buckets), local)
+        limiter.breaker.add_listener(self._on_breaker)
+        return limiter
 
     # ------------------------------------------------------------------ watching
 
@@ -545,6 +553,7 @@ class Services:
         *,
         use_cache: bool = True,
         on_token: TokenCallback | None = None,
+        on_quotes: QuotesCallback | None = None,
         filters: SearchFilters | None = None,
         top_k: int | None = None,
         session: str = "default",
@@ -555,6 +564,7 @@ class Services:
             question,
             use_cache=use_cache,
             on_token=on_token,
+            on_quotes=on_quotes,
             filters=filters,
             top_k=top_k,
             session=session,
@@ -642,134 +652,68 @@ class Services:
 
         return await asyncio.to_thread(read)
 
+    # ------------------------------------------------------------------ health and stats
+
+    @property
+    def search_index(self) -> SearchIndex | None:
+        return self._index
+
+    @property
+    def index_load(self) -> LoadState:
+        return load_state(self._index_task)
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self._embedder
+
+    @property
+    def model_load(self) -> LoadState:
+        return load_state(self._model_task)
+
+    @property
+    def reranker(self) -> Reranker | None:
+        return self._reranker
+
+    @property
+    def reranker_error(self) -> str | None:
+        return self._retriever.reranker_error if self._retriever is not None else None
+
+    @property
+    def provider_health(self) -> Sequence[BreakerSnapshot]:
+        return self._router.health() if self._router is not None else ()
+
+    @property
+    def fallback_provider(self) -> str | None:
+        fb = self._router.fallback if self._router is not None else None
+        return fb.name if fb is not None else None
+
+    @property
+    def watcher(self) -> FolderWatcher | None:
+        return self._watcher
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        return self._limiter
+
+    @property
+    def audit_log(self) -> AuditLog | None:
+        return self._audit
+
+    @property
+    def audit_stats(self) -> AuditStats | None:
+        return self._audit_stats
+
+    @property
+    def session_asks(self) -> int:
+        return self._asker.asks if self._asker is not None else 0
+
     async def health(self) -> HealthSnapshot:
-        components: list[ComponentHealth] = []
+        """Every component's state, typed (``core.health``)."""
+        return await health_snapshot(self)
 
-        def db_check() -> tuple[str | None, dict[str, int]]:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-                return schema_revision(self.engine), store.kb_counts(conn)
-
-        try:
-            revision, counts = await asyncio.to_thread(db_check)
-            components.append(
-                ComponentHealth(
-                    "database",
-                    "ok",
-                    self.engine.dialect.name,
-                    {"url": self.db_url, "schema_revision": revision, **counts},
-                )
-            )
-        except (sa.exc.SQLAlchemyError, ArchivistError) as exc:
-            components.append(ComponentHealth("database", "down", str(exc)))
-
-        index = self._index
-        task = self._index_task
-        if index is not None and task is not None:
-            if not task.done():
-                components.append(ComponentHealth("search_index", "degraded", "loading"))
-            elif task.cancelled() or task.exception() is not None:
-                components.append(ComponentHealth("search_index", "down", "failed to load"))
-            else:
-                components.append(
-                    ComponentHealth(
-                        "search_index",
-                        "ok",
-                        f"{index.size} chunks, {index.vector_count} vectors",
-                        {
-                            "chunks": index.size,
-                            "vectors": index.vector_count,
-                            "loaded_from": index.loaded_from,
-                            "load_s": round(index.load_s, 3),
-                        },
-                    )
-                )
-        emb = self._embedder
-        if emb is not None:
-            model_task = self._model_task
-            if emb.loaded:
-                components.append(
-                    ComponentHealth("embedding_model", "ok", emb.model_id, {"dim": emb.dim})
-                )
-            elif model_task is not None and not model_task.done():
-                components.append(ComponentHealth("embedding_model", "degraded", "loading"))
-            else:
-                components.append(
-                    ComponentHealth(
-                        "embedding_model", "disabled", "not loaded (loads on first use)"
-                    )
-                )
-        if self._reranker is None:
-            components.append(ComponentHealth("reranker", "disabled", "not configured"))
-        else:
-            components.append(
-                ComponentHealth(
-                    "reranker",
-                    "degraded" if self._reranker_error else "ok",
-                    self._reranker_error or self._reranker.name,
-                    {"loaded": self._reranker.loaded},
-                )
-            )
-        router = self._router
-        if router is not None:
-            for snap in router.health():
-                components.append(snap.to_component())
-            fb = router.fallback
-            if fb is not None:
-                components.append(ComponentHealth(f"provider:{fb.name}", "ok", "offline fallback"))
-        if self._cache is not None:
-            cache_health = self._cache.health().to_component()
-            metrics = self._cache.metrics().to_json()
-            components.append(
-                dataclasses.replace(cache_health, data={**cache_health.data, "metrics": metrics})
-            )
-        watcher = self._watcher
-        if watcher is None:
-            components.append(ComponentHealth("watcher", "disabled", "no watched folders"))
-        else:
-            components.append(
-                ComponentHealth(
-                    "watcher",
-                    "ok" if watcher.running and not watcher.last_error else "degraded",
-                    f"{len(watcher.folders)} folder(s)",
-                    {
-                        "folders": watcher.folders,
-                        "batches": watcher.batches,
-                        "last_error": watcher.last_error,
-                    },
-                )
-            )
-        worst = "ok"
-        for c in components:
-            if c.status == "down" and c.name in {"database", "search_index"}:
-                worst = "down"
-            elif c.status in {"down", "degraded"} and worst == "ok":
-                worst = "degraded"
-        return HealthSnapshot(status=worst, components=tuple(components), taken_at=time.time())  # type: ignore[arg-type]
-
-    async def stats(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    async def stats(self, since: float | None = None, until: float | None = None) -> StatsSnapshot:
         """Knowledge-base counts and audit statistics over [since, until), from SQL aggregates."""
-        if self._audit is not None:
-            await self._audit.flush()  # so the figures include this process's events
-        audit_stats = self._audit_stats
-
-        def read() -> dict[str, Any]:
-            with self.engine.connect() as conn:
-                data: dict[str, Any] = {
-                    "knowledge_base": store.kb_counts(conn),
-                    "documents_by_kind": store.documents_by_kind(conn),
-                    "kb_version": store.kb_version(conn),
-                }
-            if audit_stats is not None:
-                data["audit"] = audit_stats.summary(since, until, last=10)
-            return data
-
-        data = await asyncio.to_thread(read)
-        data["session"] = {
-            "asks": self._asker.asks if self._asker is not None else 0,
-            "uptime_s": round(time.time() - self.started_at, 1),
-        }
-        return data
+        return await stats_snapshot(self, since, until)
 
     async def _prune_quietly(self) -> None:
         try:
@@ -784,10 +728,6 @@ class Services:
         """Delete audit rows older than the retention setting (in batches)."""
         assert self._audit_stats is not None
         return await asyncio.to_thread(self._audit_stats.prune, self.settings.audit.retention_days)
-
-    @property
-    def _reranker_error(self) -> str | None:
-        return self._retriever.reranker_error if self._retriever is not None else None
 
 
 def _closer(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -9,10 +9,11 @@ signals.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -373,13 +374,44 @@ class GenerationRequest:
 
 # --------------------------------------------------------------------------- health
 
+HealthStatus = Literal["ok", "degraded", "down", "disabled"]
+
+# The components of every snapshot (providers are named ``provider:<name>``).
+DATABASE: Final = "database"
+SEARCH_INDEX: Final = "search_index"
+EMBEDDING_MODEL: Final = "embedding_model"
+RERANKER: Final = "reranker"
+CACHE: Final = "cache"
+WATCHER: Final = "watcher"
+RATE_LIMIT: Final = "rate_limit"
+
+# What a component's ``info`` may hold: one typed value per kind of component.
+ComponentInfo: TypeAlias = (
+    "DatabaseHealth | IndexHealth | ModelHealth | BreakerSnapshot | CacheHealth"
+    " | WatcherHealth | RateLimitHealth"
+)
+
+_Info = TypeVar("_Info")
+
 
 @dataclass(frozen=True, slots=True)
 class ComponentHealth:
+    """One line of the health view: a name, a status and a sentence for people.
+
+    ``info`` holds the component's figures as a typed value that the window reads
+    by attribute. ``data`` is their JSON form for ``archivist health --json``: it
+    is filled from ``info`` when not given, and the window never reads it.
+    """
+
     name: str
-    status: Literal["ok", "degraded", "down", "disabled"]
+    status: HealthStatus
     detail: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    info: ComponentInfo | None = None
+
+    def __post_init__(self) -> None:
+        if self.info is not None and not self.data:
+            object.__setattr__(self, "data", self.info.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "detail": self.detail, **self.data}
@@ -387,9 +419,57 @@ class ComponentHealth:
 
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
+    """Every component's state at ``taken_at``; the typed parts are properties.
+
+    ``components`` is the uniform view (a list of name, status, sentence); the
+    properties (``database``, ``search_index``, ``cache``, ``providers``, ...)
+    give each component's typed figures, or None when it reported none (it is
+    down, loading or not configured).
+    """
+
     status: Literal["ok", "degraded", "down"]
     components: tuple[ComponentHealth, ...]
     taken_at: float
+
+    def component(self, name: str) -> ComponentHealth | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    def _info(self, name: str, kind: type[_Info]) -> _Info | None:
+        c = self.component(name)
+        return c.info if c is not None and isinstance(c.info, kind) else None
+
+    @property
+    def database(self) -> DatabaseHealth | None:
+        return self._info(DATABASE, DatabaseHealth)
+
+    @property
+    def search_index(self) -> IndexHealth | None:
+        return self._info(SEARCH_INDEX, IndexHealth)
+
+    @property
+    def embedding_model(self) -> ModelHealth | None:
+        return self._info(EMBEDDING_MODEL, ModelHealth)
+
+    @property
+    def reranker(self) -> ModelHealth | None:
+        return self._info(RERANKER, ModelHealth)
+
+    @property
+    def providers(self) -> tuple[BreakerSnapshot, ...]:
+        """The breaker of every routed provider, in routing order."""
+        return tuple(c.info for c in self.components if isinstance(c.info, BreakerSnapshot))
+
+    @property
+    def cache(self) -> CacheHealth | None:
+        return self._info(CACHE, CacheHealth)
+
+    @property
+    def watcher(self) -> WatcherHealth | None:
+        return self._info(WATCHER, WatcherHealth)
+
+    @property
+    def rate_limit(self) -> RateLimitHealth | None:
+        return self._info(RATE_LIMIT, RateLimitHealth)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -397,6 +477,298 @@ class HealthSnapshot:
             "taken_at": self.taken_at,
             "components": {c.name: c.to_json() for c in self.components},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBaseCounts:
+    """What the knowledge base holds."""
+
+    documents: int
+    chunks: int
+    quarantined: int
+    size_bytes: int  # the source files' total size
+    embeddings: int
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "quarantined": self.quarantined,
+            "bytes": self.size_bytes,
+            "embeddings": self.embeddings,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseHealth:
+    dialect: str  # "sqlite", "postgresql"
+    url: str  # with any password masked
+    schema_revision: str | None
+    counts: KnowledgeBaseCounts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "schema_revision": self.schema_revision, **self.counts.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexHealth:
+    """The loaded search index."""
+
+    chunks: int
+    vectors: int
+    loaded_from: str  # "disk", "database" or "empty"
+    load_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chunks": self.chunks,
+            "vectors": self.vectors,
+            "loaded_from": self.loaded_from,
+            "load_s": round(self.load_s, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealth:
+    """A local model (the embedding model or the reranker)."""
+
+    model: str  # its name or path
+    loaded: bool
+    dim: int | None = None  # the embedding size, once loaded
+    error: str | None = None  # why it cannot be used
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "loaded": self.loaded, "dim": self.dim, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class LayerMetrics:
+    hits: int
+    misses: int
+    hit_p50_ms: float | None
+    hit_p95_ms: float | None
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_p50_ms": self.hit_p50_ms,
+            "hit_p95_ms": self.hit_p95_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMetrics:
+    layers: Mapping[str, LayerMetrics]  # "embedding", "result"
+    entries: int
+    evictions: int
+    guard_refusals: Mapping[str, int] = field(default_factory=dict)
+    last_refusal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layers": {name: m.to_json() for name, m in self.layers.items()},
+            "entries": self.entries,
+            "evictions": self.evictions,
+            "guard_refusals": dict(self.guard_refusals),
+            "last_refusal": self.last_refusal,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHealth:
+    """The answer cache: which backend serves, whether it fell back, and its figures."""
+
+    enabled: bool
+    active_backend: str  # "redis" | "embedded"
+    fallback_active: bool
+    breaker_state: str
+    last_error: str | None
+    retry_in_s: float
+    metrics: CacheMetrics | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "backend": self.active_backend,
+            "fallback": self.fallback_active,
+            "breaker": self.breaker_state,
+            "retry_in_s": round(self.retry_in_s, 1),
+        }
+        if self.metrics is not None:
+            data["metrics"] = self.metrics.to_json()
+        return data
+
+    def to_component(self) -> ComponentHealth:
+        if not self.enabled:
+            status: HealthStatus = "disabled"
+        else:
+            status = "degraded" if self.fallback_active else "ok"
+        detail = (
+            f"Redis unavailable, using the embedded cache ({self.last_error})"
+            if self.fallback_active
+            else f"using the {self.active_backend} cache"
+        )
+        return ComponentHealth(name=CACHE, status=status, detail=detail, info=self)
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherHealth:
+    folders: tuple[str, ...]
+    batches: int  # re-scans so far
+    running: bool
+    last_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folders": list(self.folders),
+            "batches": self.batches,
+            "running": self.running,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitHealth:
+    backend: str  # "redis" | "embedded"
+    fallback_active: bool  # Redis unreachable: the limits are this process's only
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "fallback": self.fallback_active}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One thing that happened. ``ts`` is unix seconds; ``detail`` must be JSON-able."""
+
+    ts: float
+    action: str  # ask, ingest, quarantine, breaker, setting, ...
+    outcome: str  # ok, degraded, failed, refused, blocked, ...
+    request_id: str | None = None
+    session: str | None = None
+    provider: str | None = None
+    cache_layer: str | None = None
+    latency_ms: float | None = None
+    question_hash: str | None = None
+    question: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def setting_keys(self) -> tuple[str, ...]:
+        """The settings a ``setting`` event changed (its ``detail["keys"]``), else ()."""
+        keys = self.detail.get("keys") if self.action == "setting" else None
+        if isinstance(keys, list | tuple):
+            return tuple(str(k) for k in keys)
+        return ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "action": self.action,
+            "outcome": self.outcome,
+            "request_id": self.request_id,
+            "session": self.session,
+            "provider": self.provider,
+            "cache_layer": self.cache_layer,
+            "latency_ms": self.latency_ms,
+            "question_hash": self.question_hash,
+            "question": self.question,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Nearest-rank percentiles (the value at rank ceil(p/100·n)) of ``count`` latencies."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "p50": self.p50, "p95": self.p95, "p99": self.p99}
+
+
+# Events per value of a column, largest first; None counts events without a value
+# (an ingest has no provider).
+Counts: TypeAlias = Mapping[str | None, int]
+NO_VALUE: Final = "(none)"  # how JSON names the None key
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSummary:
+    """The audit log over ``[since, until)`` (None = open), from SQL aggregates."""
+
+    since: float | None
+    until: float | None
+    total: int
+    by_action: Counts
+    by_outcome: Counts
+    by_provider: Counts
+    by_cache_layer: Counts
+    ask_latency_ms: LatencyStats
+    per_day: Mapping[dt.date, int]  # UTC days, oldest first
+    last_events: tuple[AuditEvent, ...] = ()  # newest first
+
+    def to_json(self) -> dict[str, Any]:
+        def named(counts: Counts) -> dict[str, int]:
+            return {(NO_VALUE if k is None else k): v for k, v in counts.items()}
+
+        return {
+            "since": self.since,
+            "until": self.until,
+            "total": self.total,
+            "by_action": named(self.by_action),
+            "by_outcome": named(self.by_outcome),
+            "by_provider": named(self.by_provider),
+            "by_cache_layer": named(self.by_cache_layer),
+            "ask_latency_ms": self.ask_latency_ms.to_json(),
+            "per_day": {d.isoformat(): n for d, n in self.per_day.items()},
+            "last_events": [e.to_json() for e in self.last_events],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    asks: int  # questions answered by this process
+    uptime_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"asks": self.asks, "uptime_s": round(self.uptime_s, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSnapshot:
+    """Knowledge-base counts, the audit summary (None without an audit log), this session."""
+
+    knowledge_base: KnowledgeBaseCounts
+    documents_by_kind: Mapping[str, int]
+    kb_version: int
+    session: SessionStats
+    audit: AuditSummary | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "knowledge_base": self.knowledge_base.to_json(),
+            "documents_by_kind": dict(self.documents_by_kind),
+            "kb_version": self.kb_version,
+        }
+        if self.audit is not None:
+            data["audit"] = self.audit.to_json()
+        data["session"] = self.session.to_json()
+        return data
 
 
 # --------------------------------------------------------------------------- breakers
@@ -410,9 +782,14 @@ class BreakerState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerTransition:
-    """A state change, delivered to listeners (for the audit log and the GUI)."""
+    """A state change, delivered to listeners (for the audit log and the GUI).
 
-    provider: str
+    ``provider`` is the breaker's name: a provider's name, or ``"cache"`` /
+    ``"ratelimit"`` for the breakers in front of Redis (the field keeps its
+    name for the audit log's ``provider`` column and the GUI).
+    """
+
+    provider: str  # the breaker's name
     old: BreakerState
     new: BreakerState
     reason: str
@@ -465,7 +842,7 @@ class BreakerSnapshot:
         data = {"kind": kind, **self.to_json()} if kind else self.to_json()
         data.pop("name")
         return ComponentHealth(
-            name=f"provider:{self.name}", status=status, detail=detail, data=data
+            name=f"provider:{self.name}", status=status, detail=detail, data=data, info=self
         )
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from app.cli import format_answer
+from core.types import Answer, AnswerSentence, Chunk, Citation
 
 ARCHIVIST = [sys.executable, "-m", "app.cli"]
 
@@ -131,6 +141,9 @@ def test_question_about_something_absent_says_so(home: Path, corpus: Path) -> No
     answer = json.loads(result.stdout)
     assert "do not contain" in answer["answer"]
     assert answer["citations"] == []
+    # The evidence fields are always there, so a script can rely on them.
+    assert {"quotes", "sentences", "abstained"} <= set(answer)
+    assert isinstance(answer["quotes"], list) and isinstance(answer["abstained"], bool)
 
 
 def test_usage_errors_exit_2(home: Path) -> None:
@@ -179,3 +192,170 @@ def test_cached_answer_can_be_evicted_from_the_command_line(home: Path, corpus: 
     assert evict.returncode == 0, evict.stderr
     assert json.loads(run(home, "ask", q, "--json").stdout)["cache"] != "result"
     assert run(home, "cache", "evict", "no-such-entry").returncode == 2
+
+
+# --------------------------------------------------------------------------- a pipe worker
+
+
+@contextlib.contextmanager
+def worker(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    """``archivist ARGS`` running with pipes, and each line it prints as it prints it."""
+    env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("ARCHIVIST_DATABASE_URL", None)
+    env.pop("ARCHIVIST_REDIS_URL", None)
+    env["ARCHIVIST_LOCAL_MODEL"] = "off"
+    proc = subprocess.Popen(
+        [*ARCHIVIST, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def ask_line(proc: subprocess.Popen[str], lines: queue.Queue[str], question: str) -> Any:
+    assert proc.stdin is not None
+    proc.stdin.write(question + "\n")
+    proc.stdin.flush()
+    try:
+        return json.loads(lines.get(timeout=90))
+    except queue.Empty:
+        pytest.fail(f"no answer to {question!r} while standard input stays open")
+
+
+def test_batch_from_stdin_answers_each_line_as_it_arrives(home: Path, corpus: Path) -> None:
+    keyword_only(home)
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    with worker(home, "ask", "--batch", "-", "--json") as (proc, lines):
+        first = ask_line(proc, lines, "When was the lighthouse built?")
+        assert first["question"] == "When was the lighthouse built?"
+        assert "1874" in first["answer"]
+        second = ask_line(proc, lines, "When does the morning ferry leave?")
+        assert "07:15" in second["answer"]
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+
+
+def test_sigterm_stops_a_batch_waiting_on_stdin_promptly(home: Path, corpus: Path) -> None:
+    keyword_only(home)
+    assert run(home, "ingest", str(corpus)).returncode == 0
+    with worker(home, "ask", "--batch", "-", "--json") as (proc, lines):
+        assert "1874" in ask_line(proc, lines, "When was the lighthouse built?")["answer"]
+        # Now it waits for the next line: SIGTERM ends the input like end-of-file.
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM did not stop `ask --batch -` waiting on standard input")
+        assert time.monotonic() - t0 < 10
+        assert code == 0
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://user:s3cret@host:notaport/db",  # the port is not a number
+        "://user:s3cret@host/db",  # no dialect at all
+        "postgresql+nodriver://user:s3cret@host/db",  # no such driver
+    ],
+)
+def test_an_unusable_database_url_never_shows_its_password(home: Path, url: str) -> None:
+    result = run(home, "stats", env={"ARCHIVIST_DATABASE_URL": url})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one reason, no traceback
+    assert "database" in lines[0].lower() and "***" in lines[0]
+    assert "s3cret" not in result.stdout + result.stderr
+    for log_file in home.rglob("*.log*"):
+        assert "s3cret" not in log_file.read_text(errors="replace"), log_file
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _citation(marker: int, source: str, text: str, quote: str, page: int | None) -> Citation:
+    chunk = Chunk(marker, marker, source, 0, text, 100, 100 + len(text), page)
+    at = text.index(quote)
+    return Citation.of(marker, chunk, 0.5, quote_span=(at, at + len(quote)))
+
+
+def test_a_readable_answer_shows_only_supported_sentences_and_the_quotes() -> None:
+    ferry = _citation(
+        1,
+        "/docs/ferry.pdf",
+        "Tickets. A return costs eleven euros. Pay aboard.",
+        "A return costs eleven euros.",
+        2,
+    )
+    text = "A return ticket costs eleven euros [1]. It is free on Sundays."
+    answer = Answer(
+        question="How much is a return ticket?",
+        text=text,
+        citations=(ferry,),
+        provider="local",
+        cache="miss",
+        degraded=False,
+        timings_ms={},
+        request_id="r1",
+        quotes=(ferry,),
+        sentences=(
+            AnswerSentence("A return ticket costs eleven euros [1].", 0, 39, True, (1,), 0.9),
+            AnswerSentence("It is free on Sundays.", 40, 62, False),
+        ),
+    )
+    out = format_answer(answer)
+    assert "A return ticket costs eleven euros [1]." in out
+    assert "free on Sundays" not in out
+    assert "1 sentence of the generated answer left out" in out
+    assert (
+        "Quotes:\n  [1] \u201cA return costs eleven euros.\u201d (/docs/ferry.pdf, page 2)" in out
+    )
+    assert "Sources:\n  [1] /docs/ferry.pdf, page 2" in out
+    as_json = answer.to_json()
+    assert as_json["quotes"][0]["quote"] == "A return costs eleven euros."
+    assert [s["supported"] for s in as_json["sentences"]] == [True, False]
+
+
+def test_an_abstention_is_shown_as_it_is() -> None:
+    answer = Answer(
+        "Who?",
+        "The documents do not contain the answer.",
+        (),
+        "extractive",
+        "miss",
+        False,
+        {},
+        "r2",
+        sentences=(AnswerSentence("x", 0, 1, False),),
+        abstained=True,
+    )
+    assert format_answer(answer) == "The documents do not contain the answer."

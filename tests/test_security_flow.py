@@ -32,7 +32,7 @@ async def test_hidden_instructions_in_a_document_are_flagged_and_kept_out_of_the
         assert all(not c.source.endswith("poisoned.txt") for c in answer.citations)
         assert answer.notice and "left out" in answer.notice
         stats = await services.stats()
-        assert stats["audit"]["by_action"].get("injection", 0) >= 1
+        assert stats.audit.by_action.get("injection", 0) >= 1
 
 
 async def test_a_hostile_question_is_refused_without_calling_a_model(home: Path) -> None:
@@ -44,7 +44,7 @@ async def test_a_hostile_question_is_refused_without_calling_a_model(home: Path)
         assert answer.provider == "policy"
         assert "not answered" in answer.text
         stats = await services.stats()
-        assert stats["audit"]["by_outcome"].get("refused") == 1
+        assert stats.audit.by_outcome.get("refused") == 1
 
 
 async def test_empty_and_overlong_questions_are_usage_errors(home: Path) -> None:

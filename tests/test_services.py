@@ -111,7 +111,7 @@ async def test_sessions_ask_count_goes_past_a_thousand(home: Path) -> None:
     async with Services(load_settings()) as services:
         services.asker.asks = 1000  # as if 1,000 questions had been asked
         await services.ask("lighthouse keeper")
-        assert (await services.stats())["session"]["asks"] == 1001
+        assert (await services.stats()).session.asks == 1001
 
 
 async def test_schema_is_migrated_and_upgrade_keeps_user_data(home: Path, corpus: Path) -> None:
@@ -121,7 +121,7 @@ async def test_schema_is_migrated_and_upgrade_keeps_user_data(home: Path, corpus
         assert schema_revision(services.engine) is not None
     async with Services(load_settings()) as services:  # a second start re-runs upgrade
         stats = await services.stats()
-        assert stats["knowledge_base"]["documents"] == 4
+        assert stats.knowledge_base.documents == 4
         answer = await services.ask("When was the lighthouse built?")
         assert answer.citations and answer.citations[0].source.endswith("lighthouse.txt")
 

@@ -47,7 +47,7 @@ async def test_repeated_and_paraphrased_questions_hit_the_result_cache(
     assert bypass.cache == "miss"
 
     stats = await services.stats()
-    assert stats["audit"]["by_cache_layer"].get("result", 0) >= 1
+    assert stats.audit.by_cache_layer.get("result", 0) >= 1
     health = {c.name: c for c in (await services.health()).components}
     metrics = health["cache"].data["metrics"]
     assert metrics["layers"]["result"]["hits"] >= 1

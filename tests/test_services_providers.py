@@ -76,8 +76,8 @@ async def test_every_provider_down_gives_a_degraded_extractive_answer(
         assert primary.data["seconds_until_half_open"] > 0
         assert primary.data["last_error"]
         stats = await services.stats()
-        assert stats["audit"]["by_action"]["breaker"] >= 1
-        assert stats["audit"]["by_outcome"]["degraded"] == 3
+        assert stats.audit.by_action["breaker"] >= 1
+        assert stats.audit.by_outcome["degraded"] == 3
 
 
 def test_cli_health_json_shows_breaker_state(home: Path) -> None:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from core.config import redact_secrets, redact_url
 from core.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ def create_engine_for(url: str, *, echo: bool = False) -> sa.Engine:
     """The one engine of the process, for any SQLAlchemy URL."""
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise StorageError(f"The database URL {url!r} is not valid: {exc}") from exc
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
+        reason = redact_secrets(str(exc), url)
+        raise StorageError(f"The database URL {redact_url(url)!r} is not valid: {reason}") from None
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -59,7 +61,8 @@ def create_engine_for(url: str, *, echo: bool = False) -> sa.Engine:
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.ArgumentError, ImportError) as exc:
-        raise StorageError(f"Cannot use the database {parsed!r}: {exc}") from exc
+        reason = redact_secrets(str(exc), url)
+        raise StorageError(f"Cannot use the database {parsed!r}: {reason}") from exc
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -77,7 +80,8 @@ def upgrade_schema(engine: sa.Engine) -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except sa.exc.OperationalError as exc:
-        raise StorageError(f"The database could not be opened or upgraded: {exc.orig}") from exc
+        reason = redact_secrets(str(exc.orig), engine.url.render_as_string(hide_password=False))
+        raise StorageError(f"The database could not be opened or upgraded: {reason}") from exc
 
 
 def schema_revision(engine: sa.Engine) -> str | None:

@@ -1,8 +1,8 @@
-"""The window's pure helpers: safe Markdown, tolerant status reading, the TOML writer."""
+"""The window's pure helpers: safe Markdown, the status view of typed snapshots, the TOML writer."""
 
 from __future__ import annotations
 
-import sys
+import datetime as dt
 import tomllib
 from pathlib import Path
 
@@ -20,7 +20,22 @@ from app.settings_file import (
 from core.config import load_settings
 from core.conversations import Explanation, Turn
 from core.errors import ConfigError
-from core.types import ComponentHealth
+from core.types import (
+    AuditEvent,
+    AuditSummary,
+    CacheHealth,
+    CacheMetrics,
+    ComponentHealth,
+    DatabaseHealth,
+    HealthSnapshot,
+    IndexHealth,
+    KnowledgeBaseCounts,
+    LatencyStats,
+    LayerMetrics,
+    SessionStats,
+    StatsSnapshot,
+    WatcherHealth,
+)
 
 
 def test_markdown_escapes_html_and_keeps_the_subset() -> None:
@@ -41,35 +56,75 @@ def test_unknown_citation_markers_stay_plain_text() -> None:
     assert "href" not in markdown_html("see [7]", turn=0, markers={1})
 
 
-def test_status_reading_degrades_when_keys_are_missing() -> None:
-    assert sv.latency({}) == (None, None)
-    assert sv.counts({"session": {"asks": 3}}, "by_outcome") == {}
-    assert sv.recent_events({}) == []
-    assert sv.cache_lines([], {}) == []
+KB = KnowledgeBaseCounts(documents=4, chunks=12, quarantined=1, size_bytes=2048, embeddings=12)
 
 
-def test_status_reading_finds_audit_and_cache_keys_anywhere() -> None:
-    stats = {
-        "audit": {
-            "ask_latency_ms": {"p50": 120.0, "p95": 900.0},
-            "by_outcome": {"ok": 5, "degraded": 1},
-            "per_day": {"2025-01-02": 6},
-            "last_events": [{"ts": 1.0, "action": "ask", "outcome": "ok", "latency_ms": 12.0}],
-        },
-        "cache": {"layers": {"result": {"hits": 3, "misses": 1}}},
-    }
-    cache = ComponentHealth(
-        "cache", "degraded", "Redis down", {"backend": "embedded", "fallback": True}
+def _stats(audit: AuditSummary | None = None, asks: int = 3) -> StatsSnapshot:
+    return StatsSnapshot(KB, {"text": 4}, 7, SessionStats(asks=asks, uptime_s=9.0), audit)
+
+
+def _audit() -> AuditSummary:
+    return AuditSummary(
+        since=None,
+        until=None,
+        total=6,
+        by_action={"ask": 6},
+        by_outcome={"ok": 5, "degraded": 1},
+        by_provider={None: 2, "local": 4},
+        by_cache_layer={"miss": 3, "result": 1, None: 2},
+        ask_latency_ms=LatencyStats(6, 120.0, 900.0, 950.0),
+        per_day={dt.date(2025, 1, 2): 6},
+        last_events=(AuditEvent(ts=1.0, action="ask", outcome="ok", latency_ms=12.0),),
     )
+
+
+def test_status_view_leaves_out_what_core_did_not_report() -> None:
+    assert sv.latency(None) == (None, None)
+    no_audit = _stats(audit=None)
+    assert sv.latency(no_audit) == (None, None)
+    assert sv.counts(no_audit, "by_outcome") == {}
+    assert sv.recent_events(no_audit) == []
+    assert sv.per_day_chart(no_audit).labels == []
+    assert sv.cache_lines([], no_audit) == []
+    assert sv.totals_text(no_audit) == "3 question(s) this session; the audit log is not available."
+    assert sv.totals_text(None) == "No request statistics available."
+    assert sv.latency_text(None) == "Answer latency: p50 — · p95 —"
+
+
+def test_status_view_reads_the_audit_summary_by_attribute() -> None:
+    stats = _stats(_audit())
     assert sv.latency(stats) == (120.0, 900.0)
+    assert sv.latency_text(stats) == "Answer latency: p50 120 ms · p95 900 ms"
     assert sv.counts(stats, "by_outcome") == {"ok": 5, "degraded": 1}
-    assert sv.counts({"by_provider": {"(none)": 2, "local": 1}}, "by_provider") == {"local": 1}
+    assert sv.counts(stats, "by_provider") == {"local": 4}  # events without a provider: no bar
+    assert sv.totals_text(stats) == "By outcome: ok 5, degraded 1\nBy provider: local 4"
     assert "ask  ok  12 ms" in sv.event_line(sv.recent_events(stats)[0])
-    lines = sv.cache_lines([cache], stats)
+    assert sv.per_day_chart(stats) == sv.ChartData(["01-02"], {"requests": [6.0]})
+    assert sv.provider_chart(stats) == sv.ChartData(["local"], {"requests": [4.0]})
+    lines = sv.cache_lines([_cache_component(True, "embedded", layers=(3, 1))], stats)
     assert "Backend: embedded (a file on this computer)" in lines
     assert any("Fallback: active" in line for line in lines)
-    assert "Answers: hit rate 75% (3 of 4 lookups)" in lines
-    assert sv.per_day_chart(stats).labels == ["01-02"]
+    assert "Answers: hit rate 75% (3 of 4 lookups) · hit latency p50 0.42 ms, p95 13 ms" in lines
+    assert "Answers by cache layer: miss 3, result 1" in lines
+
+
+def test_component_details_render_the_typed_figures() -> None:
+    db = DatabaseHealth("sqlite", "sqlite:///x.db", "0002", KB)
+    c = ComponentHealth("database", "ok", "sqlite", info=db)
+    assert sv.component_details(c) == (
+        "sqlite; url: sqlite:///x.db; schema: 0002; documents: 4; passages: 12; "
+        "quarantined: 1; size: 2.0 kB; embeddings: 12"
+    )
+    assert "url" not in sv.component_details(c, skip=("url",))
+    assert c.to_json()["documents"] == 4 and c.to_json()["bytes"] == 2048  # the --json shape
+    index = ComponentHealth(
+        "search_index", "ok", "12 chunks", info=IndexHealth(12, 0, "disk", 0.02)
+    )
+    assert sv.component_details(index) == "12 chunks; loaded from: disk; load time: 0.02 s"
+    assert sv.component_details(ComponentHealth("reranker", "disabled", "off")) == "off"
+    snap = HealthSnapshot("ok", (c, index), 0.0)
+    assert snap.database == db and snap.search_index is not None and snap.cache is None
+    assert sv.status_summary(snap) == "ok · 4 documents · 12 passages"
 
 
 def test_outcome_history_charts_differences_between_refreshes() -> None:
@@ -112,66 +167,43 @@ def test_saving_keeps_unknown_to_the_dialog_keys_and_reports_bad_ones(
     assert merged_config({}, form)["retrieval"]["reranker"] == ""
 
 
-def test_signal_emit_does_not_leak_references_to_true(qapp: object) -> None:
-    from PySide6.QtCore import QObject, Signal
-
-    import app.bridge  # installs the fix
-
-    assert app.bridge.install_emit_refcount_fix() in (True, False)
-
-    class Emitter(QObject):
-        fired = Signal(object)
-
-    e = Emitter()
-    got: list[object] = []
-    e.fired.connect(got.append)
-    before = sys.getrefcount(True)
-    for i in range(3000):
-        e.fired.emit(i)
-    assert len(got) == 3000
-    assert before - sys.getrefcount(True) < 10
-
-
-def _cache_component(fallback: bool, backend: str, retry: float = 0.0) -> ComponentHealth:
-    return ComponentHealth(
-        "cache",
-        "degraded" if fallback else "ok",
-        "using the cache",
-        {
-            "backend": backend,
-            "fallback": fallback,
-            "breaker": "open" if fallback else "closed",
-            "retry_in_s": retry,
-            "metrics": {
-                "layers": {
-                    "embedding": {
-                        "hits": 0,
-                        "misses": 0,
-                        "hit_p50_ms": None,
-                        "hit_p95_ms": None,
-                    },
-                    "result": {"hits": 1, "misses": 3, "hit_p50_ms": 0.42, "hit_p95_ms": 12.6},
-                },
-                "entries": 3,
-                "evictions": 1,
-                "guard_refusals": {"too_short": 2},
-            },
+def _cache_component(
+    fallback: bool, backend: str, retry: float = 0.0, layers: tuple[int, int] = (1, 3)
+) -> ComponentHealth:
+    hits, misses = layers
+    metrics = CacheMetrics(
+        layers={
+            "embedding": LayerMetrics(0, 0, None, None),
+            "result": LayerMetrics(hits, misses, 0.42, 12.6),
         },
+        entries=3,
+        evictions=1,
+        guard_refusals={"too_short": 2, "names_differ": 0},
     )
+    health = CacheHealth(
+        enabled=True,
+        active_backend=backend,
+        fallback_active=fallback,
+        breaker_state="open" if fallback else "closed",
+        last_error="connection refused" if fallback else None,
+        retry_in_s=retry,
+        metrics=metrics,
+    )
+    return health.to_component()
 
 
 def test_cache_view_names_the_backend_and_colours_an_active_fallback() -> None:
-    view = sv.cache_view([_cache_component(True, "embedded", retry=12.4)], {})
+    view = sv.cache_view([_cache_component(True, "embedded", retry=12.4)])
     fallback = [line for line in view if line.text.startswith("Fallback")]
     assert len(fallback) == 1 and fallback[0].status == "degraded"
     assert "Redis is unreachable" in fallback[0].text and "again in 12 s" in fallback[0].text
-    view = sv.cache_view([_cache_component(False, "redis")], {})
+    view = sv.cache_view(HealthSnapshot("ok", (_cache_component(False, "redis"),), 0.0))
     assert sv.StatusLine("Backend: Redis") in view
     assert sv.StatusLine("Fallback: not needed — Redis is reachable", "ok") in view
 
 
 def test_cache_view_gives_each_layer_its_hit_rate_and_hit_latency() -> None:
-    lines = sv.cache_lines([_cache_component(False, "embedded")], {})
+    lines = sv.cache_lines([_cache_component(False, "embedded")])
     assert "Question embeddings: no lookups yet" in lines
     assert "Answers: hit rate 25% (1 of 4 lookups) · hit latency p50 0.42 ms, p95 13 ms" in lines
     assert any(line.startswith("3 cached entries · 1 evicted") for line in lines)
@@ -179,7 +211,8 @@ def test_cache_view_gives_each_layer_its_hit_rate_and_hit_latency() -> None:
 
 
 def test_watcher_view_lists_the_folders_or_says_none_is_watched() -> None:
-    on = ComponentHealth("watcher", "ok", "1 folder(s)", {"folders": ["/srv/notes"], "batches": 2})
+    info = WatcherHealth(folders=("/srv/notes",), batches=2, running=True, last_error=None)
+    on = ComponentHealth("watcher", "ok", "1 folder(s)", info=info)
     assert [line.text for line in sv.watcher_view([on])] == [
         "Following changes in:",
         "  /srv/notes",
@@ -187,11 +220,15 @@ def test_watcher_view_lists_the_folders_or_says_none_is_watched() -> None:
     ]
     off = ComponentHealth("watcher", "disabled", "no watched folders")
     assert "No folder is watched" in sv.watcher_view([off])[0].text
+    broken = WatcherHealth(("/srv/notes",), 0, running=False, last_error="inotify limit")
+    down = ComponentHealth("watcher", "degraded", "1 folder(s)", info=broken)
+    first = sv.watcher_view(HealthSnapshot("degraded", (down,), 0.0))[0]
+    assert first == sv.StatusLine("Not following changes: inotify limit", "degraded")
 
 
 def test_setting_events_show_the_changed_keys() -> None:
     line = sv.event_line(
-        {"ts": 0.0, "action": "setting", "outcome": "changed", "detail": {"keys": ["a", "b"]}}
+        AuditEvent(ts=0.0, action="setting", outcome="changed", detail={"keys": ["a", "b"]})
     )
     assert line.endswith("setting  changed  a, b")
 

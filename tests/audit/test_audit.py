@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import random
 from collections import Counter
@@ -250,8 +252,10 @@ def test_statistics_equal_a_brute_force_computation(
         expected["lat"][99],
     )
     summary = stats.summary(since, until)
-    assert summary["total"] == sum(expected["action"].values())
-    assert summary["by_provider"].get("(none)", 0) == expected["provider"][None]
+    assert summary.total == sum(expected["action"].values())
+    assert summary.by_provider.get(None, 0) == expected["provider"][None]
+    assert summary.ask_latency_ms == latency
+    assert sum(summary.per_day.values()) == summary.total
 
 
 def test_last_events_are_the_newest_first(engine: sa.Engine) -> None:
@@ -261,6 +265,41 @@ def test_last_events_are_the_newest_first(engine: sa.Engine) -> None:
     newest = sorted(events, key=lambda e: e.ts, reverse=True)[:15]
     assert [e.request_id for e in got] == [e.request_id for e in newest]
     assert got[0].question == newest[0].question
+
+
+def test_summary_is_typed_and_keeps_its_json_shape(engine: sa.Engine) -> None:
+    events = [
+        AuditEvent(ts=T0 + 10, action="ask", outcome="ok", provider="local", latency_ms=80.0),
+        AuditEvent(ts=T0 + 20, action="ask", outcome="ok", provider="local", latency_ms=120.0),
+        AuditEvent(ts=T0 + DAY, action="ingest", outcome="ok"),
+        AuditEvent(ts=T0 + DAY + 5, action="setting", outcome="changed", detail={"keys": ["a"]}),
+    ]
+    seed_rows(engine, events)
+    summary = AuditStats(engine).summary(last=2)
+    assert summary.total == 4
+    assert list(summary.by_action.items()) == [("ask", 2), ("ingest", 1), ("setting", 1)]
+    assert summary.by_provider == {None: 2, "local": 2}
+    assert summary.ask_latency_ms.count == 2 and summary.ask_latency_ms.p50 == 80.0
+    assert summary.per_day == {dt.date(2023, 11, 14): 2, dt.date(2023, 11, 15): 2}
+    assert [e.action for e in summary.last_events] == ["setting", "ingest"]
+    assert summary.last_events[0].setting_keys == ("a",)
+    data = json.loads(json.dumps(summary.to_json()))
+    assert data["by_provider"] == {"(none)": 2, "local": 2}
+    assert data["per_day"] == {"2023-11-14": 2, "2023-11-15": 2}
+    assert data["ask_latency_ms"] == {"count": 2, "p50": 80.0, "p95": 120.0, "p99": 120.0}
+    assert data["last_events"][0]["detail"] == {"keys": ["a"]}
+    assert set(data) == {
+        "since",
+        "until",
+        "total",
+        "by_action",
+        "by_outcome",
+        "by_provider",
+        "by_cache_layer",
+        "ask_latency_ms",
+        "per_day",
+        "last_events",
+    }
 
 
 def test_percentiles_use_the_nearest_rank_definition() -> None:

@@ -37,7 +37,7 @@ async def run(corpus: Path, embed: bool) -> dict[str, Any]:
             stats = await services.stats()
     size = sum(Path(o.path).stat().st_size for o in first.outcomes if o.status.value == "added")
     files = first.summary()["added"]
-    chunks = stats["knowledge_base"]["chunks"]
+    chunks = stats.knowledge_base.chunks
     wall = first.elapsed_s
     t = first.timings_s
     return {
