@@ -7,7 +7,14 @@ sentence (``ArchivistError``); anything else is a bug and goes to the crash
 reporter through ``sys.excepthook``.
 
 Status refreshes (health, breakers, statistics) never overlap: a refresh asked
-for while one runs is folded into one more run after it.
+for while one runs is folded into one more run after it. Files added while an
+ingestion runs wait for it (``ingestQueued``) and are ingested right after;
+Cancel stops the running one and drops the waiting ones.
+
+Asking is quote first: ``answerQuotes`` carries the best supporting sentences
+of the retrieved passages as soon as core has them (``Services.ask``'s
+``on_quotes``, before any model runs), then ``answerToken`` streams the answer
+and ``answerReady`` delivers it with its evidence check.
 """
 
 from __future__ import annotations
@@ -20,63 +27,23 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+from PySide6.QtCore import QObject, Signal
 
 from app.settings_file import SaveResult, SettingsForm, save_form, watching_note
-from core.breaker import BreakerTransition
 from core.config import Settings
 from core.conversations import Conversation, ConversationStore
 from core.errors import ArchivistError
 from core.services import Services
-from core.types import AnswerChunk, FileStatus, IngestProgress, IngestReport
+from core.types import (
+    AnswerChunk,
+    BreakerTransition,
+    Citation,
+    FileStatus,
+    IngestProgress,
+    IngestReport,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _emit_leak_per_call() -> int:
-    """How many references to ``True`` one Python-side ``Signal.emit`` loses."""
-
-    class _Probe(QObject):
-        poke = Signal()
-
-    probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(8):
-        probe.poke.emit()
-    return (before - sys.getrefcount(True)) // 8
-
-
-def install_emit_refcount_fix() -> bool:
-    """Work around PySide6 6.12.0 dropping a reference to the bool ``emit()`` returns.
-
-    On Python 3.11 (where ``True`` is not immortal) every ``signal.emit(...)``
-    from Python decrements ``True``'s reference count once too often; after a
-    few hundred emissions (one streamed answer) the interpreter aborts with
-    "Fatal Python error: bool_dealloc". When the probe sees the leak, ``emit``
-    is wrapped to give the reference back. Idempotent; a no-op on fixed builds.
-    """
-    if getattr(SignalInstance.emit, "_archivist_fixed", False):
-        return True
-    if _emit_leak_per_call() != 1:
-        return False
-    import ctypes
-
-    incref = ctypes.pythonapi.Py_IncRef
-    incref.argtypes = [ctypes.py_object]
-    incref.restype = None
-    original = SignalInstance.emit
-
-    def emit(self: SignalInstance, *args: Any) -> Any:
-        result = original(self, *args)
-        incref(result)
-        return result
-
-    emit._archivist_fixed = True  # type: ignore[attr-defined]
-    SignalInstance.emit = emit  # type: ignore[method-assign]
-    return True
-
-
-install_emit_refcount_fix()
 
 
 class ServicesBridge(QObject):
@@ -84,6 +51,7 @@ class ServicesBridge(QObject):
     startFailed = Signal(str)
 
     answerStarted = Signal(str)
+    answerQuotes = Signal(object)  # tuple[core.types.Citation, ...]: quotes, before the model
     answerToken = Signal(str)
     answerReady = Signal(object, object)  # core.types.Answer, list[BreakerSnapshot] at arrival
     answerFailed = Signal(str)
@@ -91,6 +59,7 @@ class ServicesBridge(QObject):
     evictFailed = Signal(str)
 
     ingestStarted = Signal(int)
+    ingestQueued = Signal(int)  # items waiting for the running ingestion (0: none any more)
     ingestProgress = Signal(object)  # core.types.IngestProgress
     ingestFinished = Signal(object)  # core.types.IngestReport
     ingestFailed = Signal(str)
@@ -118,15 +87,23 @@ class ServicesBridge(QObject):
     settingsSaved = Signal(object)  # app.settings_file.SaveResult
     settingsFailed = Signal(str)
 
-    def __init__(self, settings: Settings, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        parent: QObject | None = None,
+        *,
+        services: Services | None = None,
+    ) -> None:
+        """``services`` defaults to ``Services(settings)`` (tests pass a stand-in)."""
         super().__init__(parent)
         self.settings = settings
-        self.services = Services(settings)
+        self.services = Services(settings) if services is None else services
         self.conversations = ConversationStore(settings.home / "conversations")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ask_task: asyncio.Task[Any] | None = None
         self._ingest_task: asyncio.Task[Any] | None = None
         self._ingest_cancel: asyncio.Event | None = None
+        self._ingest_queue: list[str] = []
         self._status_task: asyncio.Task[Any] | None = None
         self._status_again = False
         self._list_task: asyncio.Task[Any] | None = None
@@ -270,7 +247,9 @@ class ServicesBridge(QObject):
 
         async def body() -> None:
             self.answerStarted.emit(question)
-            answer = await self.services.ask(question, on_token=self._token, skip_providers=skip)
+            answer = await self.services.ask(
+                question, on_token=self._token, on_quotes=self._quotes, skip_providers=skip
+            )
             # The breakers as they were when this answer arrived ("why this answer").
             self.answerReady.emit(answer, self.services.router.health())
             self.refresh_status()
@@ -280,6 +259,9 @@ class ServicesBridge(QObject):
 
     def _token(self, piece: AnswerChunk) -> None:
         self.answerToken.emit(piece.text)
+
+    def _quotes(self, quotes: Sequence[Citation]) -> None:
+        self.answerQuotes.emit(tuple(quotes))
 
     def evict_answer(self, entry_id: str) -> asyncio.Task[Any]:
         """ "This answer is wrong": drop the cached answer; ends in ``answerEvicted``."""
@@ -299,8 +281,16 @@ class ServicesBridge(QObject):
     # ------------------------------------------------------------------ ingestion
 
     def ingest(self, paths: Sequence[str | Path]) -> asyncio.Task[Any] | None:
+        """Ingest ``paths``; while another ingestion runs they wait (``ingestQueued``).
+
+        Ends in ``ingestFinished`` or ``ingestFailed``; waiting paths start right
+        after the running ingestion ends, however it ended (except by Cancel).
+        """
         if self.busy_ingesting:
-            self.ingestFailed.emit("An ingestion is already running; wait for it or cancel it.")
+            # The running ingestion is untouched (its Cancel stays live): these wait.
+            waiting = dict.fromkeys([*self._ingest_queue, *(str(p) for p in paths)])
+            self._ingest_queue = list(waiting)
+            self.ingestQueued.emit(len(self._ingest_queue))
             return None
         self._ingest_cancel = asyncio.Event()
         cancel = self._ingest_cancel
@@ -318,7 +308,15 @@ class ServicesBridge(QObject):
                     self.refresh_status()
 
         self._ingest_task = self._spawn(self._guard(body, self.ingestFailed.emit), "bridge-ingest")
+        self._ingest_task.add_done_callback(self._start_queued)
         return self._ingest_task
+
+    def _start_queued(self, _done: asyncio.Task[Any]) -> None:
+        if self._closing or not self._ingest_queue:
+            return
+        paths, self._ingest_queue = self._ingest_queue, []
+        self.ingestQueued.emit(0)
+        self.ingest(paths)
 
     def _progress(self, progress: IngestProgress) -> None:
         self.ingestProgress.emit(progress)
@@ -333,6 +331,10 @@ class ServicesBridge(QObject):
             self.refresh_status()
 
     def cancel_ingest(self) -> None:
+        """Stop the running ingestion (it reports what it finished) and drop the waiting paths."""
+        if self._ingest_queue:
+            self._ingest_queue = []
+            self.ingestQueued.emit(0)
         if self._ingest_cancel is not None:
             self._ingest_cancel.set()
 

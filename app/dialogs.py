@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -42,10 +43,24 @@ from core.types import Citation
 # The one fixed background: a highlighter yellow with black text, readable on any theme.
 HIGHLIGHT_BG = QColor(255, 224, 102)
 HIGHLIGHT_FG = QColor(0, 0, 0)
+# The rest of the cited passage: the same yellow, faint, over the theme's own text colour.
+PASSAGE_BG = QColor(255, 224, 102, 60)
+
+
+def quote_span(citation: Citation) -> tuple[int, int]:
+    """Where the evidence is in the source: the quote, or the whole passage without one."""
+    if citation.quote and citation.quote_start is not None and citation.quote_end is not None:
+        return citation.quote_start, citation.quote_end
+    return citation.start, citation.end
 
 
 class SourceDialog(QDialog):
-    """A source's extracted text with the cited passage highlighted and in view."""
+    """A source's extracted text with the supporting quote highlighted and in view.
+
+    The quote (``Citation.quote_start``..``quote_end``) gets the highlighter; the
+    rest of its passage a faint tint. A citation without a quote highlights the
+    whole passage.
+    """
 
     def __init__(self, path: str, text: str, citation: Citation, parent: QWidget | None) -> None:
         super().__init__(parent)
@@ -58,10 +73,16 @@ class SourceDialog(QDialog):
         layout = QVBoxLayout(self)
         kind = Path(path).suffix.lower().lstrip(".") or "file"
         where = f"Page {citation.page} of this {kind.upper()}" if citation.page else "Passage"
+        self.highlight_range = quote_span(citation)
+        quoted = self.highlight_range != (citation.start, citation.end)
+        what = (
+            "the supporting quote is highlighted below, the rest of its passage tinted."
+            if quoted
+            else "highlighted below."
+        )
         header = QLabel(
             f"<b>{html.escape(Path(path).name)}</b><br><small>{html.escape(path)}</small><br>"
-            f"{html.escape(where)}, characters {citation.start}–{citation.end}, "
-            "highlighted below.",
+            f"{html.escape(where)}, characters {citation.start}–{citation.end}; {what}",
             self,
         )
         header.setWordWrap(True)
@@ -71,36 +92,52 @@ class SourceDialog(QDialog):
         self.view.setReadOnly(True)
         self.view.setPlainText(text)
         self.view.setAccessibleName("Source text")
-        self.view.setAccessibleDescription("The cited passage is highlighted.")
+        highlighted = "supporting quote" if quoted else "cited passage"
+        self.view.setAccessibleDescription(f"The {highlighted} is highlighted.")
         layout.addWidget(self.view, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         self.open_button = buttons.addButton(
             "Open in system viewer", QDialogButtonBox.ButtonRole.ActionRole
         )
         self.open_button.setAccessibleName("Open the file in the system viewer")
-        self.copy_button = buttons.addButton("Copy passage", QDialogButtonBox.ButtonRole.ActionRole)
-        self.copy_button.setAccessibleName("Copy the cited passage")
+        self.copy_button = buttons.addButton(
+            "Copy quote" if quoted else "Copy passage", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.copy_button.setAccessibleName(
+            "Copy the supporting quote" if quoted else "Copy the cited passage"
+        )
         self.open_button.clicked.connect(self._open_file)
         self.copy_button.clicked.connect(self._copy)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.selected_text = ""
-        self.highlight(citation.start, citation.end)
+        self.highlight(*self.highlight_range, passage=(citation.start, citation.end))
 
-    def highlight(self, start: int, end: int) -> None:
+    def highlight(self, start: int, end: int, passage: tuple[int, int] | None = None) -> None:
+        """Highlight ``start``..``end`` (and tint ``passage`` around it), then scroll to it."""
         doc = self.view.document()
         last = max(0, doc.characterCount() - 1)
-        cursor = QTextCursor(doc)
-        cursor.setPosition(min(start, last))
-        cursor.setPosition(min(end, last), QTextCursor.MoveMode.KeepAnchor)
-        fmt = QTextCharFormat()
-        fmt.setBackground(HIGHLIGHT_BG)
-        fmt.setForeground(HIGHLIGHT_FG)
-        selection = QTextEdit.ExtraSelection()
-        selection.cursor = cursor
-        selection.format = fmt
-        self.view.setExtraSelections([selection])
-        self.selected_text = cursor.selectedText().replace("\u2029", "\n")
+
+        def selection(a: int, b: int, fmt: QTextCharFormat) -> QTextEdit.ExtraSelection:
+            cursor = QTextCursor(doc)
+            cursor.setPosition(min(a, last))
+            cursor.setPosition(min(b, last), QTextCursor.MoveMode.KeepAnchor)
+            chosen = QTextEdit.ExtraSelection()
+            chosen.cursor = cursor
+            chosen.format = fmt
+            return chosen
+
+        selections = []
+        if passage is not None and passage != (start, end):
+            tint = QTextCharFormat()
+            tint.setBackground(PASSAGE_BG)
+            selections.append(selection(*passage, tint))
+        strong = QTextCharFormat()
+        strong.setBackground(HIGHLIGHT_BG)
+        strong.setForeground(HIGHLIGHT_FG)
+        selections.append(selection(start, end, strong))
+        self.view.setExtraSelections(selections)
+        self.selected_text = selections[-1].cursor.selectedText().replace("\u2029", "\n")
         # Put the passage in view: scroll to its end first, then to its start.
         caret = QTextCursor(doc)
         caret.setPosition(min(end, last))
@@ -110,23 +147,51 @@ class SourceDialog(QDialog):
         self.view.setTextCursor(caret)
         self.view.centerCursor()
 
+    def highlighted_range(self) -> tuple[int, int] | None:
+        """The highlighted (strongest) span of the source text as the view holds it."""
+        sels = self.view.extraSelections()
+        if not sels:
+            return None
+        cursor = sels[-1].cursor
+        return cursor.selectionStart(), cursor.selectionEnd()
+
     def highlighted_text(self) -> str:
         sels = self.view.extraSelections()
-        return sels[0].cursor.selectedText().replace("\u2029", "\n") if sels else ""
+        return sels[-1].cursor.selectedText().replace("\u2029", "\n") if sels else ""
 
     def _open_file(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(self.path))
 
     def _copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.citation.text)
+        QGuiApplication.clipboard().setText(self.citation.quote or self.citation.text)
+
+
+def supporting_quotes(
+    citations: Sequence[Citation], quotes: Sequence[Citation] = ()
+) -> list[Citation]:
+    """One row per citation, carrying its quote (from ``quotes`` if it lacks its own),
+    then the quotes shown first that the answer did not cite."""
+    shown = {(q.marker, q.source): q for q in quotes if q.quote}
+    rows = [c if c.quote else shown.get((c.marker, c.source), c) for c in citations]
+    cited = {c.marker for c in citations}
+    return rows + [q for q in quotes if q.marker not in cited]
+
+
+def _quote_line(c: Citation) -> str:
+    page = f", page {c.page}" if c.page else ""
+    where = f"[{c.marker}] {Path(c.source).name}{page}"
+    if not c.quote:
+        return f"{where}: no single sentence was singled out; the whole passage is cited."
+    return f"{where}: “{' '.join(c.quote.split())}”"
 
 
 class WhyDialog(QDialog):
-    """Why this answer: retrieval scores, cache, provider and breakers at that moment."""
+    """Why this answer: the quotes, retrieval scores, cache, provider and breakers."""
 
     COLUMNS = ("#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final")
 
-    def __init__(self, turn: Turn, parent: QWidget | None) -> None:
+    def __init__(self, turn: Turn, parent: QWidget | None, quotes: Sequence[Citation] = ()) -> None:
+        """``quotes``: what the answer showed first (the live answer's, when known)."""
         super().__init__(parent)
         self.setWindowTitle("Why this answer")
         fm = self.fontMetrics()
@@ -136,7 +201,9 @@ class WhyDialog(QDialog):
         q = QLabel(f"<b>Question:</b> {html.escape(turn.question)}", self)
         q.setWordWrap(True)
         layout.addWidget(q)
+        self.supporting = supporting_quotes(turn.citations, quotes)
         if why is None:
+            self._quotes(layout)
             layout.addWidget(QLabel("No explanation was recorded for this answer.", self))
             self._buttons(layout)
             return
@@ -166,6 +233,7 @@ class WhyDialog(QDialog):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setAccessibleName("Answer summary")
         layout.addWidget(self.summary)
+        self._quotes(layout)
 
         layout.addWidget(QLabel("<b>Retrieved passages</b> (— when a score was not computed)"))
         self.table = QTableWidget(len(why.retrieved), len(self.COLUMNS), self)
@@ -205,11 +273,8 @@ class WhyDialog(QDialog):
         self.passage.setAccessibleName("Selected passage")
         self.passage.setPlaceholderText("Select a row to read its passage.")
         layout.addWidget(self.passage, 1)
-        self.table.currentCellChanged.connect(
-            lambda row, *_: self.passage.setPlainText(
-                why.retrieved[row].text if 0 <= row < len(why.retrieved) else ""
-            )
-        )
+        self._retrieved = why.retrieved
+        self.table.currentCellChanged.connect(lambda row, *_: self._show_passage(row))
         if why.retrieved:
             self.table.selectRow(0)
 
@@ -236,6 +301,49 @@ class WhyDialog(QDialog):
             self.breakers.hide()
         layout.addWidget(self.breakers, 1)
         self._buttons(layout)
+
+    def _quotes(self, layout: QVBoxLayout) -> None:
+        layout.addWidget(
+            QLabel("<b>Supporting quotes</b> (the sentence of each passage that backs the answer)")
+        )
+        self.quotes = QListWidget(self)
+        self.quotes.setAccessibleName("Supporting quote of each citation")
+        self.quotes.setWordWrap(True)
+        for c in self.supporting:
+            self.quotes.addItem(_quote_line(c))
+        if not self.supporting:
+            self.quotes.addItem("The answer cites no passage.")
+        rows = max(1, min(len(self.supporting), 4))
+        self.quotes.setMaximumHeight(self.fontMetrics().height() * (rows * 2 + 1))
+        layout.addWidget(self.quotes)
+
+    def _show_passage(self, row: int) -> None:
+        """The selected passage in full, its supporting quote highlighted."""
+        item = self._retrieved[row] if 0 <= row < len(self._retrieved) else None
+        self.passage.setPlainText(item.text if item else "")
+        self.passage.setExtraSelections([])
+        if item is None:
+            return
+        quoted = next(
+            (
+                c
+                for c in self.supporting
+                if c.quote and c.source == item.source and c.text == item.text
+            ),
+            None,
+        )
+        if quoted is None or quoted.quote_start is None or quoted.quote_end is None:
+            return
+        cursor = QTextCursor(self.passage.document())
+        cursor.setPosition(quoted.quote_start - quoted.start)
+        cursor.setPosition(quoted.quote_end - quoted.start, QTextCursor.MoveMode.KeepAnchor)
+        fmt = QTextCharFormat()
+        fmt.setBackground(HIGHLIGHT_BG)
+        fmt.setForeground(HIGHLIGHT_FG)
+        selection = QTextEdit.ExtraSelection()
+        selection.cursor = cursor
+        selection.format = fmt
+        self.passage.setExtraSelections([selection])
 
     def _buttons(self, layout: QVBoxLayout) -> None:
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)

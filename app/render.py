@@ -1,142 +1,102 @@
 """Pure functions that turn answers and conversations into safe HTML (no Qt here).
 
-The Markdown subset: paragraphs, ``#``–``###`` headings, ``-``/``*`` and ``1.``
-lists, fenced code blocks, inline code, ``**bold**``, ``*italic*``/``_italic_``
-and ``[text](https://…)`` links. Everything is HTML-escaped first, so a
-document or a model can never inject markup. Links are shown with their
-address and are only followed when the user clicks them; images are never
-loaded (``![alt](src)`` becomes the text ``[image: alt]``). ``[n]`` citation
-markers become ``cite:TURN:n`` links the window resolves itself.
+Every piece of answer text goes through the one safe renderer,
+``core.security.sanitize.render_safe_markdown`` (its XSS tests are in
+tests/security/test_sanitize.py): everything is escaped, links show their
+address and are only followed on a click, images are never loaded. This module
+adds presentation only: ``[n]`` citation markers become ``cite:TURN:n`` links
+the window resolves itself, quotes from the documents are shown first, and
+sentences the documents do not support are dimmed.
 """
 
 from __future__ import annotations
 
 import html
-import re
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from core.conversations import Explanation, Turn
-
-_MARKER = re.compile(r"\[(\d{1,2})\](?!\()")
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]*)\)")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
-_ITALIC_U = re.compile(r"(?<![\w])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w])")
-_CODE = re.compile(r"`([^`\n]+)`")
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
-_BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
-_NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(.*)$")
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
+from core.security.sanitize import render_safe_markdown, safe_text
+from core.types import Answer, Citation
 
 NOTICE_COLOUR = "#c77700"  # readable on light and dark backgrounds
 ERROR_COLOUR = "#e0453a"
+UNSUPPORTED_TITLE = "Not found in your documents"
+QUOTES_HEADING = "From your documents:"
+CLOSEST_HEADING = "The closest passages in your documents:"
+UNSUPPORTED_NOTE = "Sentences in grey were not found in your documents."
+QUOTE_CHARS = 400  # a longer quote is cut (the source view shows all of it)
+CLOSEST_PASSAGES = 3
 
 
-def _inline(text: str, turn: int | None, known: Collection[int]) -> str:
-    """Escape one line of text and apply the inline Markdown subset."""
-    codes: list[str] = []
+def markdown_html(
+    text: str,
+    *,
+    turn: int | None = None,
+    markers: Collection[int] = (),
+    dim: Sequence[tuple[int, int]] = (),
+) -> str:
+    """Answer text as safe HTML; ``[n]`` for n in ``markers`` links to ``cite:turn:n``.
 
-    def stash(m: re.Match[str]) -> str:
-        codes.append(f"<code>{html.escape(m.group(1))}</code>")
-        return f"\x00{len(codes) - 1}\x00"
+    ``dim`` spans of ``text`` are greyed with the tooltip "Not found in your documents".
+    """
 
-    text = _CODE.sub(stash, text)
-    out = html.escape(text, quote=True)
-    out = _IMAGE.sub(lambda m: f"[image: {m.group(1) or 'no description'}]", out)
+    def cite(n: int) -> str | None:
+        return f"cite:{turn}:{n}" if turn is not None and n in markers else None
 
-    def link(m: re.Match[str]) -> str:
-        label, url = m.group(1), m.group(2)
-        raw = html.unescape(url)
-        if not raw.lower().startswith(_SAFE_SCHEMES):
-            return m.group(0)
-        if label == url:
-            return f'<a href="{url}">{url}</a>'
-        return f'<a href="{url}">{label}</a> <small>({url})</small>'
-
-    out = _LINK.sub(link, out)
-    out = _BOLD.sub(r"<b>\1</b>", out)
-    out = _ITALIC.sub(r"<i>\1</i>", out)
-    out = _ITALIC_U.sub(r"<i>\1</i>", out)
-    if turn is not None:
-
-        def cite(m: re.Match[str]) -> str:
-            n = int(m.group(1))
-            if n in known:
-                return f'<a href="cite:{turn}:{n}">[{n}]</a>'
-            return m.group(0)
-
-        out = _MARKER.sub(cite, out)
-    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], out)
+    return render_safe_markdown(text, cite=cite, dim=dim, dim_title=UNSUPPORTED_TITLE)
 
 
-def markdown_html(text: str, *, turn: int | None = None, markers: Collection[int] = ()) -> str:
-    """Render the Markdown subset (see the module docstring) as escaped HTML."""
-    blocks: list[str] = []
-    para: list[str] = []
-    items: list[str] = []
-    list_tag = ""
-    code: list[str] | None = None
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the evidence check said about one live answer (not saved with a turn).
 
-    def flush_para() -> None:
-        if para:
-            blocks.append("<p>" + "<br>".join(_inline(p, turn, markers) for p in para) + "</p>")
-            para.clear()
+    ``quotes``: the supporting sentences shown above the answer (for an
+    abstention, the closest passages); ``unsupported``: spans of the answer
+    text the documents were not found to say; ``abstained``: the answer says
+    plainly that the documents do not contain it.
+    """
 
-    def flush_list() -> None:
-        nonlocal list_tag
-        if items:
-            body = "".join(f"<li>{i}</li>" for i in items)
-            blocks.append(f"<{list_tag}>{body}</{list_tag}>")
-            items.clear()
-        list_tag = ""
+    quotes: tuple[Citation, ...] = ()
+    unsupported: tuple[tuple[int, int], ...] = ()
+    abstained: bool = False
 
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if code is not None:
-            if line.strip().startswith("```"):
-                blocks.append("<pre>" + html.escape("\n".join(code)) + "</pre>")
-                code = None
-            else:
-                code.append(line)
-            continue
-        if line.strip().startswith("```"):
-            flush_para()
-            flush_list()
-            code = []
-            continue
-        if not line.strip():
-            flush_para()
-            flush_list()
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            flush_para()
-            flush_list()
-            level = min(len(heading.group(1)) + 2, 6)  # keep headings modest in a chat
-            blocks.append(f"<h{level}>{_inline(heading.group(2), turn, markers)}</h{level}>")
-            continue
-        bullet = _BULLET.match(line)
-        numbered = None if bullet else _NUMBERED.match(line)
-        if bullet or numbered:
-            tag = "ul" if bullet else "ol"
-            flush_para()
-            if list_tag and list_tag != tag:
-                flush_list()
-            list_tag = tag
-            m = bullet or numbered
-            assert m is not None
-            items.append(_inline(m.group(1), turn, markers))
-            continue
-        if items:
-            flush_list()
-        para.append(line.strip())
-    if code is not None:  # an unterminated fence (e.g. while streaming)
-        blocks.append("<pre>" + html.escape("\n".join(code)) + "</pre>")
-    flush_para()
-    flush_list()
-    return "".join(blocks)
+    @classmethod
+    def of(cls, answer: Answer) -> Evidence:
+        quotes = answer.quotes
+        if answer.abstained and not quotes:
+            quotes = tuple(
+                Citation.of(i + 1, sc.chunk, sc.score)
+                for i, sc in enumerate(answer.retrieved[:CLOSEST_PASSAGES])
+            )
+        unsupported: tuple[tuple[int, int], ...] = ()
+        if not answer.abstained:
+            unsupported = tuple((s.start, s.end) for s in answer.sentences if not s.supported)
+        return cls(quotes, unsupported, answer.abstained)
+
+
+def _place(c: Citation) -> str:
+    page = f", page {c.page}" if c.page else ""
+    return html.escape(PurePath(c.source).name + page)
+
+
+def quotes_html(index: int, quotes: Sequence[Citation], heading: str = QUOTES_HEADING) -> str:
+    """Quoted passages, each with its ``[n]`` link (it opens the source at the quote)."""
+    if not quotes:
+        return ""
+    rows = [f'<p><small style="color:gray">{html.escape(heading)}</small></p>']
+    for c in quotes:
+        text = " ".join((c.quote or c.text).split())
+        if len(text) > QUOTE_CHARS:
+            text = text[: QUOTE_CHARS - 1].rstrip() + "…"
+        rows.append(
+            f"<blockquote>“{safe_text(text)}” "
+            f'<a href="cite:{index}:{c.marker}">[{c.marker}]</a> '
+            f'<small style="color:gray">{_place(c)}</small></blockquote>'
+        )
+    return "".join(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,27 +132,33 @@ def _time(ts: float) -> str:
     return time.strftime("%H:%M", time.localtime(ts))
 
 
-def turn_html(index: int, turn: Turn, extra: TurnActions | None = None) -> str:
-    """One finished turn: the question, the answer with live citations, actions."""
+def turn_html(
+    index: int, turn: Turn, extra: TurnActions | None = None, evidence: Evidence | None = None
+) -> str:
+    """One finished turn: the question, quotes, the answer with live citations, actions."""
+    ev = evidence or Evidence()
     parts = [f'<p><b>You</b> <small style="color:gray">{_time(turn.asked_at)}</small></p>']
     parts.append(markdown_html(turn.question))
-    if turn.answer:
+    if turn.answer or ev.quotes:
         parts.append("<p><b>Archivist</b></p>")
-        markers = {c.marker for c in turn.citations}
-        parts.append(markdown_html(turn.answer, turn=index, markers=markers))
+        if not ev.abstained:
+            parts.append(quotes_html(index, ev.quotes))
+        markers = {c.marker for c in (*turn.citations, *ev.quotes)}
+        parts.append(markdown_html(turn.answer, turn=index, markers=markers, dim=ev.unsupported))
+        if ev.abstained:
+            parts.append(quotes_html(index, ev.quotes, CLOSEST_HEADING))
+        elif ev.unsupported:
+            parts.append(f'<p><small style="color:gray">{UNSUPPORTED_NOTE}</small></p>')
     if turn.error:
         parts.append(f'<p style="color:{ERROR_COLOUR}">{html.escape(turn.error)}</p>')
     why = turn.explanation
     if why is not None and why.notice:
         parts.append(f'<p style="color:{NOTICE_COLOUR}">{html.escape(why.notice)}</p>')
     if turn.citations:
-        items = []
-        for c in turn.citations:
-            page = f", page {c.page}" if c.page else ""
-            name = html.escape(c.source.rsplit("/", 1)[-1])
-            items.append(
-                f'<a href="cite:{index}:{c.marker}">[{c.marker}]</a> {name}{html.escape(page)}'
-            )
+        items = [
+            f'<a href="cite:{index}:{c.marker}">[{c.marker}]</a> {_place(c)}'
+            for c in turn.citations
+        ]
         parts.append("<p><small>Sources: " + " · ".join(items) + "</small></p>")
     actions = []
     if turn.answer:
@@ -219,18 +185,25 @@ def turn_html(index: int, turn: Turn, extra: TurnActions | None = None) -> str:
     return "".join(parts)
 
 
-def live_html(question: str, partial: str, searching: bool) -> str:
-    """The turn being answered right now (tokens so far; no citation links yet)."""
+def live_html(index: int, question: str, partial: str, quotes: Sequence[Citation] = ()) -> str:
+    """The turn being answered right now: quotes first (once found), then the tokens so far."""
     parts = ["<p><b>You</b></p>", markdown_html(question), "<p><b>Archivist</b></p>"]
+    parts.append(quotes_html(index, quotes))
     if partial:
-        parts.append(markdown_html(partial))
-    if searching:
+        markers = {c.marker for c in quotes}
+        parts.append(markdown_html(partial, turn=index, markers=markers))
+    elif quotes:
+        parts.append("<p><i>Writing an answer…</i></p>")
+    else:
         parts.append("<p><i>Searching your documents…</i></p>")
     return "".join(parts)
 
 
 def conversation_html(
-    turns: Sequence[Turn], live: str = "", actions: Mapping[int, TurnActions] | None = None
+    turns: Sequence[Turn],
+    live: str = "",
+    actions: Mapping[int, TurnActions] | None = None,
+    evidence: Mapping[int, Evidence] | None = None,
 ) -> str:
     if not turns and not live:
         return (
@@ -238,7 +211,9 @@ def conversation_html(
             "(Ctrl+Enter sends). Drop files or folders anywhere on the window to add them.</p>"
         )
     extra = actions or {}
-    return "".join(turn_html(i, t, extra.get(i)) for i, t in enumerate(turns)) + live
+    found = evidence or {}
+    body = "".join(turn_html(i, t, extra.get(i), found.get(i)) for i, t in enumerate(turns))
+    return body + live
 
 
 def fmt_score(value: float | None, digits: int = 4) -> str:

@@ -1,7 +1,9 @@
 """The main window: it lays out widgets and forwards user actions to the bridge.
 
 No business logic and no I/O here: the bridge runs everything on the asyncio
-loop (which, under qasync, is this GUI thread) and answers with signals.
+loop (which, under qasync, is this GUI thread) and answers with signals, and
+the chat's state and the meaning of each link live in ``app.chat.ChatSession``
+(plain Python, tested without Qt). The window carries out the actions it names.
 
 Layout: conversations on the left (filter box, list, New chat), the chat in the
 middle (answers stream in as safe Markdown; ``[n]`` opens the cited passage),
@@ -10,7 +12,7 @@ and two docks on the right: Library (ingestion, quarantine) and Health.
 
 from __future__ import annotations
 
-import dataclasses
+import html
 import time
 from collections.abc import Sequence
 
@@ -46,18 +48,27 @@ from PySide6.QtWidgets import (
 
 from app import statusview as sv
 from app.bridge import ServicesBridge
+from app.chat import (
+    Action,
+    ChatSession,
+    CopyText,
+    Evict,
+    OpenExternal,
+    OpenSource,
+    Regenerate,
+    Say,
+    ShowWhy,
+    answered_message,
+)
 from app.dialogs import SettingsDialog, SourceDialog, WhyDialog
 from app.panels import HealthPanel, LibraryPanel
-from app.render import TurnActions, conversation_html, live_html
+from app.render import TurnActions
 from app.settings_file import SaveResult, form_from_settings
 from app.widgets import ChatView
-from core.breaker import BreakerSnapshot
-from core.conversations import Conversation, ConversationSummary, Turn, turn_from_answer
-from core.types import Answer, Citation, HealthSnapshot, IngestReport
+from core.conversations import Conversation, ConversationSummary, Turn
+from core.types import Answer, BreakerSnapshot, Citation, HealthSnapshot, IngestReport
 
 RENDER_INTERVAL_MS = 40  # streaming re-renders at most ~25 times a second
-EVICTED_NOTE = "Removed from the cache; ask again for a fresh answer."
-NOT_CACHED_NOTE = "It was no longer in the cache; ask again for a fresh answer."
 
 
 def _local_paths(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[str]:
@@ -75,10 +86,7 @@ class MainWindow(QMainWindow):
         fm = self.fontMetrics()
         self.resize(fm.averageCharWidth() * 190, fm.height() * 44)
         self.setAcceptDrops(True)
-        self.conv: Conversation = bridge.conversations.new()
-        self._live_question: str | None = None
-        self._live_parts: list[str] = []
-        self._live_started_at = 0.0
+        self.session = ChatSession(bridge.conversations.new())
         self.source_dialog: SourceDialog | None = None
         self.why_dialog: WhyDialog | None = None
         self.settings_dialog: SettingsDialog | None = None
@@ -87,13 +95,6 @@ class MainWindow(QMainWindow):
         self.last_health: HealthSnapshot | None = None
         self.last_error = ""
         self._search_query = ""
-        # The live answers of this chat's turns (by turn index): the cache entry and
-        # the interrupted provider are not saved with a turn, so these actions only
-        # exist while the chat is open.
-        self._answers: dict[int, Answer] = {}
-        self._skipped: dict[int, frozenset[str]] = {}  # providers a regenerate left out
-        self._notes: dict[int, str] = {}
-        self._pending_skip: frozenset[str] = frozenset()
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -275,10 +276,12 @@ class MainWindow(QMainWindow):
         b.ready.connect(self._on_ready)
         b.startFailed.connect(self._on_start_failed)
         b.answerStarted.connect(self._on_answer_started)
+        b.answerQuotes.connect(self._on_quotes)
         b.answerToken.connect(self._on_token)
         b.answerReady.connect(self._on_answer)
         b.answerFailed.connect(self._on_answer_failed)
         b.ingestStarted.connect(self._on_ingest_started)
+        b.ingestQueued.connect(self._on_ingest_queued)
         b.ingestProgress.connect(self.library.on_progress)
         b.ingestFinished.connect(self._on_ingest_finished)
         b.ingestFailed.connect(self._on_ingest_failed)
@@ -317,6 +320,10 @@ class MainWindow(QMainWindow):
         self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search_box.selectAll()
 
+    @property
+    def conv(self) -> Conversation:
+        return self.session.conv
+
     def send(self) -> None:
         text = self.question.toPlainText().strip()
         if not text or not self.bridge.started:
@@ -332,106 +339,87 @@ class MainWindow(QMainWindow):
 
     def new_chat(self) -> None:
         self.stop()
-        self.conv = self.bridge.conversations.new()
-        self._forget_answers()
+        self.session.reset(self.bridge.conversations.new())
         self.conversation_list.clearSelection()
         self._render()
         self.focus_question()
         self._say("New chat.")
 
     def turn(self, index: int) -> Turn | None:
-        turns = self.conv.turns
-        return turns[index] if 0 <= index < len(turns) else None
-
-    def copy_answer(self, index: int) -> None:
-        turn = self.turn(index)
-        if turn is not None and turn.answer:
-            QGuiApplication.clipboard().setText(turn.answer)
-            self._say("Answer copied to the clipboard.")
-
-    def copy_last_answer(self) -> None:
-        self.copy_answer(len(self.conv.turns) - 1)
-
-    def show_why(self, index: int) -> None:
-        turn = self.turn(index)
-        if turn is None:
-            self._say("There is no answer to explain yet.")
-            return
-        if self.why_dialog is not None:
-            self.why_dialog.close()
-        self.why_dialog = WhyDialog(turn, self)
-        self.why_dialog.show()
-
-    def show_last_why(self) -> None:
-        self.show_why(len(self.conv.turns) - 1)
-
-    # ------------------------------------------------------------------ answer actions
-
-    def _forget_answers(self) -> None:
-        self._answers.clear()
-        self._skipped.clear()
-        self._notes.clear()
-        self._pending_skip = frozenset()
+        return self.session.turn(index)
 
     def turn_actions(self, index: int) -> TurnActions:
         """What the answer of turn ``index`` offers (see ``TurnActions``)."""
-        answer = self._answers.get(index)
-        note = self._notes.get(index)
-        if answer is None:
-            return TurnActions(note=note)
-        return TurnActions(
-            wrong=answer.cache_entry is not None,
-            regenerate=answer.interrupted_by is not None,
-            note=note,
-        )
+        return self.session.actions(index)
+
+    def _last(self) -> int:
+        return self.session.last_index
+
+    def copy_answer(self, index: int) -> None:
+        self.do(self.session.copy(index))
+
+    def copy_last_answer(self) -> None:
+        self.copy_answer(self._last())
+
+    def show_why(self, index: int) -> None:
+        self.do(self.session.why(index))
+
+    def show_last_why(self) -> None:
+        self.show_why(self._last())
 
     def mark_wrong(self, index: int) -> None:
         """ "This answer is wrong": evict it from the cache (the answer stays in the chat)."""
-        answer = self._answers.get(index)
-        if answer is None or answer.cache_entry is None:
-            self._say("This answer is not in the cache.")
-            return
-        self.bridge.evict_answer(answer.cache_entry)
+        self.do(self.session.wrong(index))
 
     def mark_last_wrong(self) -> None:
-        self.mark_wrong(len(self.conv.turns) - 1)
+        self.mark_wrong(self._last())
 
     def regenerate(self, index: int) -> None:
         """Ask turn ``index``'s question again without the model that broke off."""
-        answer = self._answers.get(index)
-        if answer is None or answer.interrupted_by is None or not self.bridge.started:
-            return
-        if self.bridge.busy_answering:
-            self.bridge.stop_answer()
-        skip = self._skipped.get(index, frozenset()) | {answer.interrupted_by}
-        self.bridge.regenerate(answer.question, skip)
-        self._pending_skip = skip  # after the call: stop_answer() may finish a turn first
+        self.do(self.session.regenerate(index))
 
     def regenerate_last(self) -> None:
-        self.regenerate(len(self.conv.turns) - 1)
+        self.regenerate(self._last())
+
+    def open_citation(self, index: int, marker: int) -> None:
+        self.do(self.session.route(f"cite:{index}:{marker}"))
+
+    def do(self, action: Action | None) -> None:
+        """Carry out what the chat session decided a click or a command means."""
+        if isinstance(action, OpenSource):
+            self.bridge.open_source(action.citation.source, action.citation)
+        elif isinstance(action, CopyText):
+            QGuiApplication.clipboard().setText(action.text)
+            self._say("Answer copied to the clipboard.")
+        elif isinstance(action, ShowWhy):
+            if self.why_dialog is not None:
+                self.why_dialog.close()
+            self.why_dialog = WhyDialog(action.turn, self, action.quotes)
+            self.why_dialog.show()
+        elif isinstance(action, Evict):
+            self.bridge.evict_answer(action.entry_id)
+        elif isinstance(action, Regenerate):
+            if not self.bridge.started:
+                return
+            if self.bridge.busy_answering:
+                self.bridge.stop_answer()
+            self.bridge.regenerate(action.question, action.skip)
+            # After the call: stop_answer() may have finished a turn first.
+            self.session.regenerating(action.skip)
+        elif isinstance(action, OpenExternal):
+            QDesktopServices.openUrl(QUrl(action.url))  # only on an explicit click
+        elif isinstance(action, Say):
+            self._say(action.message)
 
     def _update_answer_actions(self) -> None:
-        last = self.turn_actions(len(self.conv.turns) - 1)
+        last = self.session.actions(self._last())
         self.wrong_action.setVisible(last.wrong)
         self.regenerate_action.setVisible(last.regenerate)
 
     def _on_evicted(self, entry_id: str, evicted: bool) -> None:
-        note = EVICTED_NOTE if evicted else NOT_CACHED_NOTE
-        for index, answer in list(self._answers.items()):
-            if answer.cache_entry == entry_id:
-                self._answers[index] = dataclasses.replace(answer, cache_entry=None)
-                self._notes[index] = note
+        note = self.session.evicted(entry_id, evicted)
         self._render()
         self._say(note)
-
-    def open_citation(self, index: int, marker: int) -> None:
-        turn = self.turn(index)
-        if turn is None:
-            return
-        for c in turn.citations:
-            if c.marker == marker:
-                self.bridge.open_source(c.source, c)
-                return
 
     def export_to(self, path: str) -> None:
         if not self.conv.turns:
@@ -451,24 +439,7 @@ class MainWindow(QMainWindow):
             self.export_to(path)
 
     def _link_clicked(self, url: QUrl) -> None:
-        scheme = url.scheme()
-        parts = url.toString().split(":")
-        try:
-            if scheme == "cite" and len(parts) == 3:
-                self.open_citation(int(parts[1]), int(parts[2]))
-            elif scheme == "copy" and len(parts) == 2:
-                self.copy_answer(int(parts[1]))
-            elif scheme == "why" and len(parts) == 2:
-                self.show_why(int(parts[1]))
-            elif scheme == "wrong" and len(parts) == 2:
-                self.mark_wrong(int(parts[1]))
-            elif scheme == "regen" and len(parts) == 2:
-                self.regenerate(int(parts[1]))
-            elif scheme in ("http", "https", "mailto"):
-                # Only on an explicit click, and in the user's own browser.
-                QDesktopServices.openUrl(url)
-        except ValueError:
-            pass
+        self.do(self.session.route(url.toString()))
 
     # ------------------------------------------------------------------ conversations
 
@@ -502,8 +473,7 @@ class MainWindow(QMainWindow):
 
     def _on_conversation_loaded(self, conv: Conversation) -> None:
         self.stop()
-        self.conv = conv
-        self._forget_answers()
+        self.session.reset(conv)
         self._render()
         self._say(f"Opened “{conv.title}”.")
 
@@ -574,16 +544,11 @@ class MainWindow(QMainWindow):
         self._say(f"Archivist could not start: {message}")
 
     def _render(self) -> None:
-        live = ""
-        if self._live_question is not None:
-            partial = "".join(self._live_parts)
-            live = live_html(self._live_question, partial, searching=not partial)
         bar = self.chat.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
-        actions = {i: self.turn_actions(i) for i in set(self._answers) | set(self._notes)}
-        self.chat.setHtml(conversation_html(self.conv.turns, live, actions))
+        self.chat.setHtml(self.session.html())
         self._update_answer_actions()
-        if at_bottom or live:
+        if at_bottom or self.session.answering:
             bar.setValue(bar.maximum())
 
     def _schedule_render(self) -> None:
@@ -593,54 +558,37 @@ class MainWindow(QMainWindow):
     @property
     def live_text(self) -> str:
         """The answer streamed so far (empty when nothing is being answered)."""
-        return "".join(self._live_parts)
+        return self.session.live_text
 
     def _on_answer_started(self, question: str) -> None:
-        self._live_question = question
-        self._live_parts = []
-        self._live_started_at = time.time()
+        self.session.started(question)
         self.stop_button.setEnabled(True)
         self._say("Answering…")
         self._render()
 
+    def _on_quotes(self, quotes: Sequence[Citation]) -> None:
+        self.session.quotes_arrived(quotes)
+        self._render()  # at once: the quotes are the first thing worth reading
+
     def _on_token(self, piece: str) -> None:
-        self._live_parts.append(piece)
+        self.session.token(piece)
         self._schedule_render()
 
-    def _finish_turn(self, turn: Turn) -> None:
-        self._live_question = None
-        self._live_parts = []
+    def _finish_turn(self) -> None:
         self._render_timer.stop()
         self.stop_button.setEnabled(False)
-        self.conv = self.conv.with_turn(turn)
         self._render()
         self.bridge.save_conversation(self.conv)
 
     def _on_answer(self, answer: Answer, breakers: Sequence[BreakerSnapshot]) -> None:
         self.last_answer = answer
-        index = len(self.conv.turns)
-        self._answers[index] = answer
-        if self._pending_skip:
-            self._skipped[index] = self._pending_skip
-        self._pending_skip = frozenset()
-        self._finish_turn(turn_from_answer(answer, breakers, asked_at=self._live_started_at))
-        n = len(answer.citations)
-        cached = " (from the cache)" if answer.cache == "result" else ""
-        message = f"Answered by {answer.provider} with {n} source(s){cached}."
-        if answer.interrupted_by is not None:
-            message += " The answer was cut off; you can regenerate it with another model."
-        self._say(message)
+        self.session.answered(answer, breakers)
+        self._finish_turn()
+        self._say(answered_message(answer))
 
     def _on_answer_failed(self, message: str) -> None:
-        self._pending_skip = frozenset()
-        question = self._live_question
-        if question is None:
-            self._say(message)
-            return
-        partial = "".join(self._live_parts).strip()
-        self._finish_turn(
-            Turn(question, partial, self._live_started_at or time.time(), error=message)
-        )
+        if self.session.failed(message) is not None:
+            self._finish_turn()
         self._say(message)
 
     def _show_source(self, path: str, text: str, citation: object) -> None:
@@ -653,6 +601,11 @@ class MainWindow(QMainWindow):
     def _on_ingest_started(self, n: int) -> None:
         self.library.on_started(n)
         self._say(f"Adding {n} item(s)…")
+
+    def _on_ingest_queued(self, waiting: int) -> None:
+        self.library.on_queued(waiting)
+        if waiting:
+            self._say(f"{waiting} item(s) will be added when the running ingestion ends.")
 
     def _on_ingest_finished(self, report: IngestReport) -> None:
         self.last_report = report
@@ -678,15 +631,9 @@ class MainWindow(QMainWindow):
     def _on_health(self, snap: HealthSnapshot) -> None:
         self.last_health = snap
         self.health.show_health(snap)
-        parts = {c.name: c for c in snap.components}
-        docs = parts.get("database")
-        n_docs = docs.data.get("documents", 0) if docs else 0
-        index = parts.get("search_index")
-        n_chunks = index.data.get("chunks", 0) if index else 0
         colour = sv.STATUS_COLOURS.get(snap.status, "gray")
         self.health_label.setText(
-            f'<span style="color:{colour}">●</span> {snap.status} · {n_docs} documents · '
-            f"{n_chunks} passages"
+            f'<span style="color:{colour}">●</span> {html.escape(sv.status_summary(snap))}'
         )
         self.health_label.setToolTip(
             "\n".join(f"{c.name}: {c.status} {c.detail}" for c in snap.components)

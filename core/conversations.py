@@ -32,9 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.breaker import BreakerSnapshot
 from core.errors import StorageError, UsageError
-from core.types import Answer, Citation
+from core.types import Answer, BreakerSnapshot, Citation
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 import qasync
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QTextBrowser
 from pytestqt.qtbot import QtBot
 
 from app.bridge import ServicesBridge
@@ -32,6 +35,27 @@ from core.config import load_settings
 
 T = TypeVar("T")
 NO_EMBED = "[ingest]\nembed = false\n"
+
+
+def click_link(view: QTextBrowser, href: str) -> None:
+    """Click the anchor ``href`` in ``view`` with the mouse, like a person."""
+    doc = view.document()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            if frag.charFormat().anchorHref() == href:
+                cursor = QTextCursor(doc)
+                cursor.setPosition(frag.position() + max(0, frag.length() // 2))
+                view.setTextCursor(cursor)
+                view.ensureCursorVisible()
+                rect = view.cursorRect(cursor)
+                QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+                return
+            it += 1
+        block = block.next()
+    raise AssertionError(f"no link {href} in the view")
 
 
 class Gui:
@@ -55,6 +79,7 @@ class Gui:
     async def until(
         self, predicate: Callable[[], Any], limit_s: float = 30.0, what: str = ""
     ) -> None:
+        """Wait until ``predicate()`` holds, checking it every 20 ms while the loop runs."""
         deadline = self.loop.time() + limit_s
         while not predicate():
             if self.loop.time() > deadline:
@@ -122,7 +147,7 @@ def gui(qapp: QApplication, qtbot: QtBot, home: Path) -> Iterator[Gui]:
         yield g
     finally:
         g.shutdown()
-    # PySide6 6.12.0 loses a reference to True on every emit() (see
-    # app.bridge.install_emit_refcount_fix); a steady loss would abort the process.
+    # PySide6 6.12.0 lost a reference to True on every emit() (pyproject.toml excludes
+    # it; tests/app/test_pyside_emit.py proves it): a steady loss would abort the process.
     lost = refs[0] - sys.getrefcount(True), refs[1] - sys.getrefcount(False)
     assert max(lost) < 100, f"references to True/False lost during the test: {lost}"

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import statistics
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDropEvent, QTextCursor
+from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QLabel, QTableWidget
 from pytestqt.qtbot import QtBot
 
 from app.dialogs import SourceDialog, WhyDialog
-from app.window import MainWindow
 from core.types import FileStatus
-from tests.app.conftest import NO_EMBED, Gui
+from tests.app.conftest import NO_EMBED, Gui, click_link
 from tests.support.fake_llm import Drop, FakeLLM, Succeed, closed_port
 
 
@@ -36,29 +34,6 @@ def _set_cell(table: QTableWidget, row: int, column: int, text: str) -> None:
     item = table.item(row, column)
     assert item is not None, (row, column)
     item.setText(text)
-
-
-def _click_link(qtbot: QtBot, window: MainWindow, href: str) -> None:
-    """Click the anchor ``href`` in the chat view with the mouse, like a person."""
-    doc = window.chat.document()
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            frag = it.fragment()
-            if frag.charFormat().anchorHref() == href:
-                cursor = QTextCursor(doc)
-                cursor.setPosition(frag.position() + max(0, frag.length() // 2))
-                window.chat.setTextCursor(cursor)
-                window.chat.ensureCursorVisible()
-                rect = window.chat.cursorRect(cursor)
-                QTest.mouseClick(
-                    window.chat.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
-                )
-                return
-            it += 1
-        block = block.next()
-    raise AssertionError(f"no link {href} in the conversation")
 
 
 def test_window_ingests_the_corpus_and_answers_a_question_with_ctrl_enter(
@@ -135,7 +110,9 @@ def test_tokens_stream_into_the_view_before_the_answer_completes(gui: Gui, corpu
 
         gui.run(ask())
     assert "The lighthouse dates" in seen_while_streaming[0]
-    assert "1874" not in seen_while_streaming[0]
+    assert "dates from" not in seen_while_streaming[0]  # the rest was still to come
+    # Quote first: the passage's own sentence was on screen before the model's answer.
+    assert "built in 1874" in seen_while_streaming[0]
     turn = window.conv.turns[0]
     assert turn.answer == "The lighthouse dates from 1874 [1]."
     assert turn.explanation is not None and turn.explanation.provider == "local"
@@ -178,15 +155,17 @@ def test_clicking_a_citation_opens_the_source_with_the_passage_highlighted(
     citation = cited[0]
 
     async def click() -> None:
-        _click_link(qtbot, window, f"cite:0:{citation.marker}")
+        click_link(window.chat, f"cite:0:{citation.marker}")
         await gui.until(lambda: window.source_dialog is not None, 10, "the source dialog")
 
     gui.run(click())
     dialog = window.source_dialog
     assert isinstance(dialog, SourceDialog)
     assert dialog.path.endswith("ferry.pdf")
-    assert dialog.highlighted_text() == citation.text
-    assert dialog.selected_text == citation.text
+    # The supporting quote is highlighted when core found one, else the whole passage.
+    evidence = citation.quote or citation.text
+    assert dialog.highlighted_text() == evidence
+    assert dialog.selected_text == evidence
     assert "page 2" in dialog.windowTitle()
     assert dialog.open_button.isEnabled()
 
@@ -400,11 +379,9 @@ def test_keyboard_shortcuts_focus_and_new_chat(gui: Gui, corpus: Path, qtbot: Qt
     async def keys() -> None:
         window.chat.setFocus()
         QTest.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
-        await asyncio.sleep(0.05)
-        assert window.search_box.hasFocus()
+        await gui.until(window.search_box.hasFocus, 5, "the search box to take focus")
         QTest.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
-        await asyncio.sleep(0.05)
-        assert window.question.hasFocus()
+        await gui.until(window.question.hasFocus, 5, "the question box to take focus")
         QTest.keyClick(window.question, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
         await gui.until(lambda: window.conv.turns == (), 5, "a new chat")
 
@@ -503,7 +480,7 @@ def test_this_answer_is_wrong_evicts_the_cached_answer_so_the_next_ask_is_fresh(
     assert window.wrong_action.isVisible()
 
     async def wrong() -> None:
-        _click_link(qtbot, window, "wrong:1")
+        click_link(window.chat, "wrong:1")
         await gui.until(lambda: "Removed from the cache" in window.status_label.text(), 10)
 
     gui.run(wrong())
@@ -539,7 +516,7 @@ def test_an_answer_cut_off_mid_stream_regenerates_with_the_next_model(
         assert secondary.chat_requests == []
 
         async def regenerate() -> None:
-            _click_link(qtbot, window, "regen:0")
+            click_link(window.chat, "regen:0")
             await gui.until(lambda: len(window.conv.turns) == 2, 30, "the new answer")
 
         gui.run(regenerate())
@@ -591,6 +568,6 @@ def test_saving_a_watched_folder_follows_it_at_once_and_records_the_change(
 
     async def audit() -> list[object]:
         stats = await window.bridge.services.stats()
-        return [e.get("detail") for e in sv.recent_events(stats) if e.get("action") == "setting"]
+        return [e.detail for e in sv.recent_events(stats) if e.action == "setting"]
 
     assert gui.run(audit()) == [{"keys": ["watched_folders"]}]
