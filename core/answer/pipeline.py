@@ -2,7 +2,14 @@
 
     question ─▶ rate limit ─▶ injection policy ─▶ query embedding (cache layer 1)
              ─▶ result cache (layer 2) ─▶ retrieve ─▶ drop injected passages
-             ─▶ generate (provider chain, streamed) ─▶ citations ─▶ cache ─▶ Answer
+             ─▶ quotes (shown at once) ─▶ gate: evidence missing? say so, no model
+             ─▶ generate (provider chain, streamed) ─▶ evidence check of every
+                sentence (markers fixed, unsupported sentences marked or dropped;
+                an unsupported answer gives way to the quotes) ─▶ cache ─▶ Answer
+
+A model's output is never shown as cited unchecked: every citation of the
+final answer carries the passage sentence that supports it (``Citation.quote``),
+and a quote that is not its passage's own text cannot be built.
 
 ``AskPipeline`` owns none of its collaborators: ``Services`` builds them and
 passes them in, so the pipeline can be tested with the parts it needs. Every
@@ -14,18 +21,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from core.answer import gate
+from core.answer.evidence import NOT_FOUND, Embed, check_answer, find_quotes
 from core.cache import CacheService
 from core.config import Settings
 from core.errors import RateLimited
 from core.logs import request_context
-from core.providers.extractive import NOT_FOUND
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.retrieval.retriever import Retriever
 from core.security.injection import InjectionDetector
@@ -34,6 +41,7 @@ from core.security.sanitize import clean_question
 from core.types import (
     Answer,
     AnswerChunk,
+    AnswerSentence,
     CacheMatch,
     Citation,
     ContextPassage,
@@ -45,13 +53,19 @@ from core.types import (
 
 log = logging.getLogger(__name__)
 
-_MARKER = re.compile(r"\[(\d{1,2})\]")
 REFUSAL = (
     "This question was not answered: it looks like an attempt to change Archivist's "
     "instructions ({categories}). Ask about the content of your documents instead."
 )
 
 TokenCallback = Callable[[AnswerChunk], None]
+QuotesCallback = Callable[[tuple[Citation, ...]], None]
+
+ABSTAIN_NOTICE = "The closest passages are shown below; none of them answers the question."
+UNSUPPORTED_NOTICE = (
+    "The model's answer could not be found in your documents; "
+    "the passages' own words are shown instead."
+)
 
 
 class AuditFn(Protocol):
@@ -65,6 +79,19 @@ def _payload(answer: Answer) -> dict[str, Any]:
         "provider": answer.provider,
         "notice": answer.notice,
         "citations": [c.to_json() for c in answer.citations],
+        "quotes": [c.to_json() for c in answer.quotes],
+        "sentences": [
+            {
+                "text": s.text,
+                "start": s.start,
+                "end": s.end,
+                "supported": s.supported,
+                "markers": list(s.markers),
+                "score": s.score,
+            }
+            for s in answer.sentences
+        ],
+        "abstained": answer.abstained,
     }
 
 
@@ -97,6 +124,19 @@ def _answer_from_payload(
         timings_ms=timings,
         request_id=request_id,
         notice=payload.get("notice"),
+        quotes=tuple(_citation_from_json(c) for c in payload.get("quotes", [])),
+        sentences=tuple(
+            AnswerSentence(
+                text=str(x["text"]),
+                start=int(x["start"]),
+                end=int(x["end"]),
+                supported=bool(x["supported"]),
+                markers=tuple(int(m) for m in x.get("markers", [])),
+                score=float(x.get("score", 0.0)),
+            )
+            for x in payload.get("sentences", [])
+        ),
+        abstained=bool(payload.get("abstained", False)),
     )
 
 
@@ -112,20 +152,6 @@ class AskTrace:
     cache_layer: str = "miss"
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def marker_citations(answer_text: str, scored: Sequence[ScoredChunk]) -> tuple[Citation, ...]:
-    """Citations for the ``[n]`` markers of ``answer_text`` (all passages if it has none)."""
-    if not scored or answer_text.startswith(NOT_FOUND):
-        return ()
-    used: list[int] = []
-    for m in _MARKER.finditer(answer_text):
-        n = int(m.group(1))
-        if 1 <= n <= len(scored) and n not in used:
-            used.append(n)
-    if not used:  # a model that did not cite: show what it was given
-        used = list(range(1, len(scored) + 1))
-    return tuple(Citation.of(n, scored[n - 1].chunk, scored[n - 1].score) for n in sorted(used))
 
 
 class AskPipeline:
@@ -159,12 +185,17 @@ class AskPipeline:
         *,
         use_cache: bool = True,
         on_token: TokenCallback | None = None,
+        on_quotes: QuotesCallback | None = None,
         filters: SearchFilters | None = None,
         top_k: int | None = None,
         session: str = "default",
         skip_providers: Collection[str] = (),
     ) -> Answer:
         """Answer ``question`` from the knowledge base, with citations.
+
+        ``on_quotes`` receives the best supporting sentences of the retrieved
+        passages once, before any model runs (``()`` when there are none);
+        ``on_token`` receives the model's answer as it streams.
 
         Raises ``UsageError`` for an empty or over-long question and
         ``RateLimited`` when the session asks too fast; every other fault ends in
@@ -182,6 +213,7 @@ class AskPipeline:
                     trace,
                     use_cache and not skip_providers,
                     on_token,
+                    on_quotes,
                     filters,
                     top_k,
                     skip_providers,
@@ -203,6 +235,7 @@ class AskPipeline:
         trace: AskTrace,
         use_cache: bool,
         on_token: TokenCallback | None,
+        on_quotes: QuotesCallback | None,
         filters: SearchFilters | None,
         top_k: int | None,
         skip_providers: Collection[str],
@@ -227,6 +260,8 @@ class AskPipeline:
         if cache is not None and qvec is not None and filters is None and top_k is None:
             hit = await self._cached_answer(cache, namespace, text, qvec, trace, t_start)
             if hit is not None:
+                if on_quotes is not None:
+                    on_quotes(hit.quotes)
                 if on_token is not None:
                     on_token(AnswerChunk(hit.text, hit.provider))
                 return hit
@@ -246,7 +281,7 @@ class AskPipeline:
                 f"{dropped} retrieved passage(s) contained text that looks like instructions "
                 "to an AI model and were left out."
             )
-        answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
+        answer = await self._answer(text, kept, trace, on_token, on_quotes, skip_providers, notices)
         answer = dataclasses.replace(answer, retrieved=tuple(scored))
         timings["total"] = (time.perf_counter() - t_start) * 1000
         # Only a complete, normal answer is worth serving again.
@@ -317,6 +352,112 @@ class AskPipeline:
             cache_entry=hit.entry_id,
         )
 
+    async def _answer(
+        self,
+        text: str,
+        kept: Sequence[ScoredChunk],
+        trace: AskTrace,
+        on_token: TokenCallback | None,
+        on_quotes: QuotesCallback | None,
+        skip_providers: Collection[str],
+        notices: list[str],
+    ) -> Answer:
+        """Quotes first, the gate, then the model's answer checked against the passages."""
+        timings = trace.timings
+        embed = self.sentence_encoder()
+        t0 = time.perf_counter()
+        quotes, evidence = await asyncio.to_thread(find_quotes, text, kept, embed=embed)
+        timings["quotes"] = (time.perf_counter() - t0) * 1000
+        if on_quotes is not None:
+            on_quotes(quotes)
+        features = gate.features(text, evidence, kept)
+        decision = gate.before(features)
+        trace.detail["gate"] = {"reason": decision.reason, **features.to_json()}
+        if not decision.call_model:
+            return self._abstention(text, kept, quotes, trace, notices, provider="gate")
+
+        answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
+        if not answer.text:
+            return dataclasses.replace(answer, quotes=quotes)
+        t1 = time.perf_counter()
+        checked = await asyncio.to_thread(
+            check_answer,
+            text,
+            answer.text,
+            kept,
+            embed=embed,
+            unsupported="drop" if self._settings.answer.unsupported == "drop" else "mark",
+        )
+        timings["check"] = (time.perf_counter() - t1) * 1000
+        trace.detail["supported_share"] = round(checked.supported_share, 3)
+        if checked.abstained:
+            trace.outcome = "not_found" if trace.outcome == "ok" else trace.outcome
+            return dataclasses.replace(
+                self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
+                degraded=answer.degraded,
+                interrupted_by=answer.interrupted_by,
+                timings_ms=timings,
+            )
+        has_claims = any(s.supported or not s.markers for s in checked.sentences)
+        on_topic = not gate.off_topic(checked.citations, kept, evidence)
+        if not on_topic:
+            trace.detail["off_topic_answer"] = True
+        if on_topic and gate.after(checked.supported_share, has_claims and bool(checked.citations)):
+            return dataclasses.replace(
+                answer,
+                text=checked.text,
+                citations=checked.citations,
+                sentences=checked.sentences,
+                quotes=quotes,
+            )
+        # The model's answer is not in the passages: the quotes stay the answer.
+        trace.detail["unsupported_answer"] = True
+        if not quotes:
+            return self._abstention(text, kept, quotes, trace, notices, provider=answer.provider)
+        notices.append(UNSUPPORTED_NOTICE)
+        quoted = _quotes_text(quotes)
+        return dataclasses.replace(
+            answer,
+            text=quoted,
+            citations=quotes,
+            sentences=_quote_sentences(quotes),
+            quotes=quotes,
+            notice=" ".join(notices),
+        )
+
+    def sentence_encoder(self) -> Embed | None:
+        return self._retriever.sentence_encoder()
+
+    def _abstention(
+        self,
+        text: str,
+        kept: Sequence[ScoredChunk],
+        quotes: tuple[Citation, ...],
+        trace: AskTrace,
+        notices: list[str],
+        *,
+        provider: str,
+    ) -> Answer:
+        """ "The documents do not contain the answer", with the closest passages."""
+        trace.outcome = "not_found"
+        trace.provider = provider
+        closest = quotes or tuple(
+            Citation.of(i + 1, sc.chunk, sc.score) for i, sc in enumerate(kept[:3])
+        )
+        return Answer(
+            question=text,
+            text=NOT_FOUND,
+            citations=(),
+            provider=provider,
+            cache="embedding" if trace.cache_layer == "embedding" else "miss",
+            degraded=False,
+            timings_ms=trace.timings,
+            request_id=trace.request_id,
+            notice=" ".join([*notices, ABSTAIN_NOTICE]) if closest else " ".join(notices) or None,
+            quotes=closest,
+            abstained=True,
+        )
+
     async def _generate(
         self,
         text: str,
@@ -370,7 +511,6 @@ class AskPipeline:
         if first_token_ms is not None:
             timings["first_token"] = first_token_ms
         answer_text = "".join(pieces).strip()
-        citations = marker_citations(answer_text, kept)
         trace.provider = provider
         trace.outcome = (
             "degraded" if degraded else ("not_found" if answer_text.startswith(NOT_FOUND) else "ok")
@@ -378,14 +518,13 @@ class AskPipeline:
         trace.detail.update(
             {
                 "attempts": attempts,
-                "citations": len(citations),
                 "breakers": {snap.name: str(snap.state) for snap in router.health()},
             }
         )
         return Answer(
             question=text,
             text=answer_text,
-            citations=citations,
+            citations=(),
             provider=provider,
             cache="embedding" if trace.cache_layer == "embedding" else "miss",
             degraded=degraded,
@@ -443,3 +582,18 @@ class AskPipeline:
                 "timings_ms": detail["timings_ms"],
             },
         )
+
+
+def _quotes_text(quotes: Sequence[Citation]) -> str:
+    """The quotes as an answer: each in its own paragraph with its marker."""
+    return "\n\n".join(f"{' '.join(q.quote.split())} [{q.marker}]" for q in quotes)
+
+
+def _quote_sentences(quotes: Sequence[Citation]) -> tuple[AnswerSentence, ...]:
+    out = []
+    pos = 0
+    for q in quotes:
+        line = f"{' '.join(q.quote.split())} [{q.marker}]"
+        out.append(AnswerSentence(line, pos, pos + len(line), True, (q.marker,), 1.0))
+        pos += len(line) + 2
+    return tuple(out)

@@ -89,16 +89,16 @@ class Retriever:
         timings["embed_query"] = _ms_since(t0)
         return vec
 
-    async def encode(self, texts: list[str]) -> FloatArray | None:
-        """Embeddings of ``texts`` (L2-normalised rows), or None when there is no model."""
+    def sentence_encoder(self) -> Callable[[list[str]], FloatArray] | None:
+        """A blocking encoder of sentences (L2-normalised rows) when the model is loaded.
+
+        For the evidence check, which runs in a worker thread. None without a
+        loaded model: the check then works on terms alone.
+        """
         embedder = self._embedder
-        if embedder is None or not embedder.loaded or not texts:
+        if embedder is None or not embedder.loaded or not self._settings.ingest.embed:
             return None
-        try:
-            return await asyncio.to_thread(embedder.encode, texts)
-        except ModelError as exc:
-            log.warning("sentence embedding unavailable: %s", exc)
-            return None
+        return embedder.encode
 
     async def search(
         self,

@@ -1,0 +1,127 @@
+"""The ask pipeline never shows a model's output as cited unchecked.
+
+A real OpenAI-compatible stand-in server on 127.0.0.1 plays a small model that
+cites the wrong passage, invents facts or answers another question; real
+documents are ingested into a real SQLite knowledge base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import load_settings
+from core.services import Services
+from core.types import Citation
+from tests.support.fake_llm import FakeLLM, Succeed
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        yield server
+
+
+def _config(home: Path, url: str, extra: str = "") -> None:
+    (home / "archivist.toml").write_text(
+        "[ingest]\nembed = false\n[rate_limit]\nenabled = false\n"
+        + extra
+        + f'[[providers]]\nname = "model"\nkind = "openai"\nbase_url = "{url}"\n'
+        'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n'
+    )
+
+
+def _source(c: Citation) -> str:
+    return Path(c.source).name
+
+
+async def test_a_wrong_marker_is_fixed_to_the_passage_that_holds_the_fact(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        # Whatever the order of the passages, [9] names none and [1]..[5] may be wrong.
+        llm.push(Succeed(("The telescope has an aperture of 240 millimetres ", "[9]", ".")))
+        seen: list[tuple[Citation, ...]] = []
+        answer = await services.ask(
+            "What is the aperture of the telescope?", on_quotes=seen.append, use_cache=False
+        )
+    assert len(seen) == 1 and seen[0], "quotes arrive before the model's answer"
+    assert [_source(c) for c in answer.citations] == ["telescope.html"]
+    cite = answer.citations[0]
+    assert "240 millimetres" in cite.quote
+    assert f"[{cite.marker}]" in answer.text and "[9]" not in answer.text
+    assert all(s.supported for s in answer.sentences)
+
+
+async def test_an_invented_fact_is_not_shown_as_the_cited_answer(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        llm.push(Succeed(("The lighthouse was built in 1921 by the navy [1].",)))
+        answer = await services.ask("When was the lighthouse built?", use_cache=False)
+    # The model's claim is unsupported: the passages' own words are the answer.
+    assert "1921" not in answer.text
+    assert "1874" in answer.text
+    assert answer.notice and "could not be found in your documents" in answer.notice
+    assert all("1874" in c.quote or c.quote for c in answer.citations)
+
+
+async def test_unsupported_sentences_are_marked_or_dropped_by_setting(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    tokens = (
+        "The lighthouse was built in 1874 [1]. ",
+        "It was painted red and white in 1990 by volunteers [1].",
+    )
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        llm.push(Succeed(tokens))
+        marked = await services.ask("When was the lighthouse built?", use_cache=False)
+    flags = [(s.supported, "1990" in s.text) for s in marked.sentences]
+    assert (True, False) in flags and (False, True) in flags
+    unsupported = [s for s in marked.sentences if not s.supported]
+    assert all(not s.markers for s in unsupported)  # no citation for what is not there
+
+    _config(home, llm.base_url, '[answer]\nunsupported = "drop"\n')
+    async with Services(load_settings()) as services:
+        llm.push(Succeed(tokens))
+        dropped = await services.ask("When was the lighthouse built?", use_cache=False)
+    assert "1874" in dropped.text and "1990" not in dropped.text
+
+
+async def test_the_gate_abstains_without_calling_the_model_when_evidence_is_missing(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        answer = await services.ask(
+            "What is the airspeed velocity of an unladen swallow?", use_cache=False
+        )
+    assert answer.abstained
+    assert answer.text.startswith("The documents do not contain")
+    assert answer.citations == ()
+    assert llm.chat_requests == []  # the model was not called
+
+
+def test_a_quote_outside_its_passage_cannot_be_built() -> None:
+    text = "Beds are watered on Tuesdays. Compost is turned fortnightly."
+    ok = Citation(1, 7, "/d/garden.md", None, 100, 100 + len(text), text, 0.5)
+    assert ok.quote == ""
+    good = Citation(
+        1, 7, "/d/garden.md", None, 100, 100 + len(text), text, 0.5, text[:29], 100, 129
+    )
+    assert good.quote == "Beds are watered on Tuesdays."
+    with pytest.raises(ValueError):  # a quote that is not the passage's text there
+        Citation(
+            1, 7, "/d/garden.md", None, 100, 100 + len(text), text, 0.5, "Beds: Mondays.", 100, 114
+        )
+    with pytest.raises(ValueError):  # a quote outside the passage's span
+        Citation(1, 7, "/d/garden.md", None, 100, 100 + len(text), text, 0.5, "x", 90, 91)
