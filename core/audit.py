@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 
-from core.db.schema import audit_events
+from core.db.schema import AUDIT_INDEXES, audit_events
 from core.types import AuditEvent as AuditEvent
 from core.types import AuditSummary as AuditSummary
 from core.types import LatencyStats as LatencyStats
@@ -144,6 +144,7 @@ class AuditLog:
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._log_questions = log_questions
+        self._loop: asyncio.AbstractEventLoop | None = None  # the writer's, set by start()
         self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -163,10 +164,26 @@ class AuditLog:
             return
         if self._closed:
             raise RuntimeError("AuditLog was closed")
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     def record(self, event: AuditEvent) -> None:
-        """Queue ``event`` for writing; never blocks, never raises."""
+        """Queue ``event`` for writing; never blocks, never raises.
+
+        Safe from any thread: off the writer's loop, the event is handed to it.
+        """
+        loop = self._loop
+        if loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(self._enqueue, event)
+                return
+        self._enqueue(event)
+
+    def _enqueue(self, event: AuditEvent) -> None:
         if self._closed:
             self.dropped += 1
             log.warning("audit event recorded after close was dropped: %s", event.action)
@@ -276,16 +293,6 @@ class AuditLog:
 
 # --------------------------------------------------------------------------- statistics
 
-# (name, columns): the indexes the statistics queries are designed for.
-AUDIT_INDEXES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
-    ("ix_audit_events_ts", ("ts",)),
-    ("ix_audit_events_action_ts_latency_ms", ("action", "ts", "latency_ms")),
-    ("ix_audit_events_action_latency_ms_ts", ("action", "latency_ms", "ts")),
-    ("ix_audit_events_outcome_ts", ("outcome", "ts")),
-    ("ix_audit_events_provider_ts", ("provider", "ts")),
-    ("ix_audit_events_cache_layer_ts", ("cache_layer", "ts")),
-    ("ix_audit_events_day_ts", ("day", "ts")),
-)
 _GROUP_INDEX: Final[dict[str, str]] = {
     "action": "ix_audit_events_action_ts_latency_ms",
     "outcome": "ix_audit_events_outcome_ts",
@@ -600,6 +607,19 @@ class AuditStats:
             deleted += count
             if count < batch:
                 return deleted
+
+
+async def prune_quietly(stats: AuditStats, retention_days: float) -> int:
+    """Apply the retention setting in a worker thread; a failure is logged, never raised
+    (retention must never stop the app)."""
+    try:
+        removed = await asyncio.to_thread(stats.prune, retention_days)
+    except Exception as exc:
+        log.warning("audit retention pruning failed: %s", exc)
+        return 0
+    if removed:
+        log.info("audit retention: %d old events removed", removed)
+    return removed
 
 
 def sorted_counts(counts: Mapping[str | None, int]) -> list[tuple[str | None, int]]:

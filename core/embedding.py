@@ -89,6 +89,13 @@ class Embedder:
             self._model = model
             log.info("embedding model loaded", extra={"model": self.model_id, "dim": self.dim})
 
+    def load_or_warn(self) -> None:
+        """``load`` for a background warm-up: a missing model means keyword search only."""
+        try:
+            self.load()
+        except ModelError as exc:
+            log.warning("embedding model unavailable; keyword search only: %s", exc)
+
     def encode(self, texts: list[str], *, batch_size: int = 64) -> FloatArray:
         """Normalized embeddings, one row per text (blocking: use a worker thread)."""
         if not texts:

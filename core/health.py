@@ -201,6 +201,28 @@ class StatsSources(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthParts:
+    """The parts ``Services`` owns, as both snapshots read them (one value per call)."""
+
+    engine: sa.Engine
+    started_at: float
+    search_index: IndexView | None = None
+    index_load: LoadState = LoadState.NOT_STARTED
+    embedder: EmbedderView | None = None
+    model_load: LoadState = LoadState.NOT_STARTED
+    reranker: RerankerView | None = None
+    reranker_error: str | None = None
+    provider_health: Sequence[BreakerSnapshot] = ()
+    fallback_provider: str | None = None
+    cache: CacheView | None = None
+    watcher: WatcherView | None = None
+    rate_limiter: RateLimiter | None = None
+    audit_log: AuditFlusher | None = None
+    audit_stats: AuditSummarySource | None = None
+    session_asks: int = 0
+
+
 # --------------------------------------------------------------------------- health
 
 

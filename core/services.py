@@ -26,58 +26,46 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
 
 from core.answer.pipeline import AskPipeline, QuotesCallback, TokenCallback
-from core.audit import AuditEvent, AuditLog, AuditStats
-from core.cache import CacheService, EmbeddedBackend, RedisBackend, make_namespace
+from core.audit import AuditEvent, AuditLog, AuditStats, prune_quietly
+from core.cache import CacheService, EmbeddedBackend, RedisBackend
 from core.config import Settings
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
-from core.errors import ModelError, StorageError, UsageError
-from core.health import LoadState, health_snapshot, load_state, stats_snapshot
-from core.ingest.parsers import SUPPORTED_EXTENSIONS
-from core.ingest.pipeline import Ingestor
-from core.logs import request_context
+from core.errors import StorageError
+from core.health import HealthParts, LoadState, health_snapshot, load_state, stats_snapshot
+from core.ingest.library import Library
 from core.providers.chain import build_router
-from core.providers.openai import PROMPT_VERSION
 from core.providers.router import ProviderRouter
 from core.redisconn import RedisConnections
 from core.retrieval.rerank import Reranker
 from core.retrieval.retriever import Retriever
 from core.retrieval.search import SearchIndex
 from core.security.injection import InjectionDetector
-from core.security.ratelimit import (
-    BucketSpec,
-    EmbeddedRateLimiter,
-    FailoverRateLimiter,
-    RateLimiter,
-    RateLimitSettings,
-    RedisRateLimiter,
-)
+from core.security.ratelimit import FailoverRateLimiter, RateLimiter, build_limiter
 from core.security.sanitize import clean_question
 from core.types import (
     Answer,
-    BreakerSnapshot,
     BreakerTransition,
     HealthSnapshot,
-    IndexDelta,
     IngestProgress,
     IngestReport,
     ScoredChunk,
     SearchFilters,
     StatsSnapshot,
 )
-from core.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +78,9 @@ class Services:
         self._index: SearchIndex | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._model_task: asyncio.Task[None] | None = None
-        self._prune_task: asyncio.Task[None] | None = None
         self._reranker: Reranker | None = None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._ingestor: Ingestor | None = None
+        self._library: Library | None = None
         self._router: ProviderRouter | None = None
         self._http: httpx.AsyncClient | None = None
         self._retriever: Retriever | None = None
@@ -104,16 +91,13 @@ class Services:
         self.engines_created = 0
         self._audit: AuditLog | None = None
         self._audit_stats: AuditStats | None = None
-        self._watcher: FolderWatcher | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: CacheService | None = None
         self._limiter: RateLimiter | None = None
         self._redis: RedisConnections | None = None  # one pool for the cache and the limiter
         self._kb_version = 0
-        self._changed_documents: set[int] = set()
         self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
         # What start() built, undone in reverse by aclose() (also after a failed start).
-        self._teardown: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._teardown: list[tuple[str, Callable[[], object]]] = []
         self._detector = InjectionDetector(
             flag_at=settings.security.flag_at, block_at=settings.security.block_at
         )
@@ -122,23 +106,18 @@ class Services:
 
     @property
     def engine(self) -> sa.Engine:
-        if self._engine is None:
-            raise RuntimeError("Services.start() has not run (or aclose() already did)")
-        return self._engine
+        return _built(self._engine)
 
     @property
     def router(self) -> ProviderRouter:
-        if self._router is None:
-            raise RuntimeError("Services.start() has not run (or aclose() already did)")
-        return self._router
+        return _built(self._router)
 
     @property
     def cache(self) -> CacheService:
-        if self._cache is None:
-            raise RuntimeError("Services.start() has not run (or aclose() already did)")
-        return self._cache
+        return _built(self._cache)
 
-    def _owns(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+    def _owns(self, name: str, close: Callable[[], object]) -> None:
+        """``close`` (sync or async) undoes what was just built."""
         self._teardown.append((name, close))
 
     async def start(self, *, warm_models: bool = True) -> None:
@@ -151,7 +130,6 @@ class Services:
             return
         if self._closed:
             raise RuntimeError("Services cannot be restarted after aclose()")
-        self._loop = asyncio.get_running_loop()  # the loop that will use us
         self.started_at = time.time()
         try:
             await self._build(warm_models)
@@ -179,10 +157,13 @@ class Services:
             # One connection pool for the cache and the rate limiter; built first,
             # so the reverse teardown closes it after both of them.
             self._redis = RedisConnections(s.redis_url)
-            self._owns("redis", self._close_redis)
+            self._owns("redis", self._redis.aclose)
         if s.rate_limit.enabled:
-            self._limiter = self._build_limiter()
-            self._owns("rate limiter", self._close_limiter)
+            redis = self._redis.client if self._redis is not None else None
+            limiter = self._limiter = build_limiter(s.rate_limit, redis)
+            if isinstance(limiter, FailoverRateLimiter):
+                limiter.breaker.add_listener(self._on_breaker)
+            self._owns("rate limiter", limiter.aclose)
         cache = self._cache = CacheService(
             s.cache,
             RedisBackend(self._redis.client) if self._redis is not None else None,
@@ -193,7 +174,7 @@ class Services:
         await cache.start()
         self._kb_version = await asyncio.to_thread(self._read_kb_version)
         embedder = self._embedder = Embedder(s.embedding)
-        self._owns("embedder", _closer(embedder.close))
+        self._owns("embedder", embedder.close)
         if s.retrieval.reranker:
             # One thread: measured 2-4x faster than two when the other core is busy.
             reranker = self._reranker = Reranker(
@@ -202,7 +183,7 @@ class Services:
                 max_length=s.retrieval.rerank_max_length,
                 threads=1,
             )
-            self._owns("reranker", _closer(reranker.close))
+            self._owns("reranker", reranker.close)
         index = self._index = SearchIndex(s.retrieval, s.index_dir)
         self._owns("search index", self._close_index)
         self._index_task = asyncio.create_task(
@@ -210,9 +191,23 @@ class Services:
         )
         self._owns("index load", _canceller(self._index_task))
         if warm_models and s.ingest.embed:
-            self._model_task = asyncio.create_task(self._warm_model(), name="archivist-model-load")
+            self._model_task = asyncio.create_task(
+                asyncio.to_thread(embedder.load_or_warn), name="archivist-model-load"
+            )
             self._owns("model load", _canceller(self._model_task))
         self._owns("parse pool", self._close_executor)
+        self._library = Library(
+            engine,
+            s.ingest,
+            wait_index=self._ready_index,
+            embedder=embedder,
+            detector=self._detector,
+            audit=self.audit,
+            make_executor=self._parse_pool,
+            after_change=self._after_change,
+            watch_listeners=self.watch_listeners,
+        )
+        self._owns("watcher", self._library.aclose)
         router = self._router = build_router(s, self._http_client, self._on_breaker)
         self._owns("http client", self._close_http)
         self._owns("providers", router.aclose)
@@ -227,11 +222,10 @@ class Services:
             limiter=self._limiter,
             detector=self._detector,
             audit=self.audit,
-            namespace=self._namespace,
+            kb_version=lambda: self._kb_version,
         )
-        self._prune_task = asyncio.create_task(self._prune_quietly(), name="archivist-prune")
-        self._owns("audit pruning", _canceller(self._prune_task))
-        self._owns("watcher", self._close_watcher)
+        prune = prune_quietly(self._audit_stats, s.audit.retention_days)
+        self._owns("audit pruning", _canceller(asyncio.create_task(prune, name="archivist-prune")))
 
     def _http_client(self) -> httpx.AsyncClient:
         # One client for every HTTP provider: loading CA certificates costs
@@ -252,36 +246,21 @@ class Services:
         while self._teardown:
             name, close = self._teardown.pop()
             try:
-                await close()
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 log.exception("closing %s failed", name)
 
-    async def _dispose_engine(self) -> None:
+    def _dispose_engine(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
-    async def _close_limiter(self) -> None:
-        if self._limiter is not None:
-            await self._limiter.aclose()
-
-    async def _close_redis(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-
     async def _close_index(self) -> None:
         """Persist the index if it loaded completely, then release its files."""
-        index, task = self._index, self._index_task
-        if index is None:
-            return
-        if (
-            task is not None
-            and task.done()
-            and not task.cancelled()
-            and task.exception() is None
-            and self._engine is not None
-        ):
+        index, task = _built(self._index), self._index_task
+        if load_state(task) is LoadState.READY and self._engine is not None:
             try:
                 await asyncio.to_thread(index.save, self._engine)
             except Exception:
@@ -298,24 +277,12 @@ class Services:
             await self._http.aclose()
             self._http = None
 
-    async def _close_watcher(self) -> None:
-        if self._watcher is not None:
-            await self._watcher.aclose()
-            self._watcher = None
-
     async def __aenter__(self) -> Services:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def _warm_model(self) -> None:
-        assert self._embedder is not None
-        try:
-            await asyncio.to_thread(self._embedder.load)
-        except ModelError as exc:
-            log.warning("embedding model unavailable; keyword search only: %s", exc)
 
     async def _wait_model(self) -> None:
         """Wait for the embedding model (loading it now if nothing is loading it)."""
@@ -360,38 +327,11 @@ class Services:
         )
 
     def audit(self, action: str, outcome: str, **fields: Any) -> None:
-        """Record an audit event (never blocks; written in batches by one writer).
-
-        Safe from any thread: off the loop, the event is handed to the loop.
-        """
-        audit = self._audit
-        if audit is None:
-            return
-        event = AuditEvent(ts=time.time(), action=action, outcome=outcome, **fields)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop or self._loop is None:
-            audit.record(event)
-        else:
-            self._loop.call_soon_threadsafe(audit.record, event)
+        """Record an audit event (never blocks, safe from any thread; see ``AuditLog``)."""
+        if self._audit is not None:
+            self._audit.record(AuditEvent(time.time(), action, outcome, **fields))
 
     # ------------------------------------------------------------------ cache
-
-    def _namespace(self) -> str:
-        """Cached answers are scoped by knowledge base, provider chain and prompt."""
-        router = self.router
-        chain = []
-        for p in router.providers:
-            settings = getattr(p, "settings", None)
-            chain.append(f"{p.name}:{getattr(settings, 'model', '')}")
-        if router.fallback is not None:
-            chain.append(router.fallback.name)
-        retrieval = f"top{self.settings.retrieval.top_k}:{self.settings.retrieval.fusion}"
-        if self._reranker is not None:
-            retrieval += f":rerank={self._reranker.name}"
-        return make_namespace(self._kb_version, ",".join(chain) + "|" + retrieval, PROMPT_VERSION)
 
     async def evict_cached_answer(self, entry_id: str) -> bool:
         """ "This answer is wrong": drop one cached answer."""
@@ -403,91 +343,19 @@ class Services:
         await self.cache.invalidate_all()
         self.audit("cache", "cleared")
 
-    def _build_limiter(self) -> RateLimiter:
-        """Token buckets: on Redis when configured (shared by every process), else local."""
-        r = self.settings.rate_limit
-        buckets = RateLimitSettings(
-            per_session=BucketSpec(r.session_rate_per_s, r.session_burst)
-            if r.session_rate_per_s > 0
-            else None,
-            global_=BucketSpec(r.global_rate_per_s, r.global_burst)
-            if r.global_rate_per_s > 0
-            else None,
-        )
-        local = EmbeddedRateLimiter(buckets)
-        if self._redis is None:
-            return local
-        limiter = FailoverRateLimiter(RedisRateLimiter(self._redis.client, buckets), local)
-        limiter.breaker.add_listener(self._on_breaker)
-        return limiter
-
-    # ------------------------------------------------------------------ watching
-
-    async def watch(self, folders: Sequence[str]) -> None:
-        """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
-        await self._close_watcher()
-        if not folders:
-            return
-        self._watcher = FolderWatcher(
-            folders, lambda paths: self.ingest(paths), on_report=self._on_watch_report
-        )
-        await self._watcher.start()
+    # ------------------------------------------------------------------ knowledge base
 
     @property
-    def watched_folders(self) -> list[str]:
-        return list(self._watcher.folders) if self._watcher is not None else []
+    def library(self) -> Library:
+        return _built(self._library)
 
-    def _on_watch_report(self, folder: str, report: IngestReport) -> None:
-        for listener in list(self.watch_listeners):
-            try:
-                listener(folder, report)
-            except Exception:
-                log.exception("watch listener failed")
-
-    # ------------------------------------------------------------------ ingestion
-
-    def _get_ingestor(self) -> Ingestor:
-        if self._ingestor is None:
-            workers = self.settings.ingest.parse_workers
+    def _parse_pool(self) -> concurrent.futures.Executor:
+        if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.settings.ingest.parse_workers,
+                mp_context=multiprocessing.get_context("spawn"),
             )
-            self._ingestor = Ingestor(
-                self.engine,
-                self.settings.ingest,
-                embedder=self._embedder,
-                executor=self._executor,
-                on_change=self._on_index_change,
-                supported=SUPPORTED_EXTENSIONS,
-            )
-        return self._ingestor
-
-    def _on_index_change(self, delta: IndexDelta) -> None:
-        """Apply an ingestion change (called from a worker thread of the pipeline)."""
-        assert self._index is not None
-        self._index.apply(delta)
-        self._changed_documents.update(delta.documents)
-        for chunk, report in self._detector.scan_chunks(delta.added):
-            # Indirect prompt injection: flagged chunks stay searchable (the user
-            # may be reading about attacks) but are recorded; at ask time, chunks
-            # the detector blocks are kept out of the prompt.
-            log.warning(
-                "possible prompt injection in %s (chunk %d): %s",
-                chunk.source,
-                chunk.id,
-                ", ".join(report.categories),
-            )
-            self.audit(
-                "injection",
-                "blocked" if report.blocked else "flagged",
-                detail={
-                    "path": chunk.source,
-                    "chunk_id": chunk.id,
-                    "page": chunk.page,
-                    "score": round(report.score, 3),
-                    "categories": list(report.categories),
-                },
-            )
+        return self._executor
 
     async def ingest(
         self,
@@ -496,56 +364,47 @@ class Services:
         progress: Callable[[IngestProgress], None] | None = None,
         cancel: asyncio.Event | None = None,
     ) -> IngestReport:
-        if not paths:
-            raise UsageError("Nothing to ingest: give at least one file or folder.")
-        index = await self._ready_index()
-        with request_context() as rid:
-            log.info("ingest started", extra={"paths": [str(p) for p in paths]})
-            report = await self._get_ingestor().ingest(paths, progress=progress, cancel=cancel)
-            log.info("ingest done", extra={"request": rid, "summary": report.summary()})
-            for o in report.failed:
-                self.audit(
-                    "quarantine",
-                    "failed",
-                    request_id=rid,
-                    detail={"path": o.path, "reason": o.reason},
-                )
-            self.audit(
-                "ingest",
-                "cancelled" if report.cancelled else ("partial" if report.failed else "ok"),
-                request_id=rid,
-                latency_ms=report.elapsed_s * 1000,
-                detail={"summary": report.summary(), "paths": [str(p) for p in paths][:20]},
-            )
-        try:
-            await asyncio.to_thread(index.save, self.engine)
-        except OSError:
-            log.exception("could not persist the search index")
-        await self._after_change()
-        return report
+        return await self.library.ingest(paths, progress=progress, cancel=cancel)
 
-    async def _after_change(self) -> None:
+    async def watch(self, folders: Sequence[str]) -> None:
+        """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
+        await self.library.watch(folders)
+
+    @property
+    def watched_folders(self) -> list[str]:
+        return self._library.watched_folders if self._library is not None else []
+
+    async def _after_change(self, changed: set[int]) -> None:
         """New knowledge-base version: cached answers of the old one stop matching.
 
         The namespace carries the version, so an addition (which could change any
         answer) retires every cached answer without a key walk; answers that cited
         changed or removed documents are also deleted outright.
         """
-        changed = self._changed_documents
-        self._changed_documents = set()
         version = await asyncio.to_thread(self._read_kb_version)
         if version != self._kb_version:
             self._kb_version = version
             if changed and self._cache is not None:
                 await self._cache.invalidate_documents(changed)
 
+    async def filters_for(
+        self, paths: Sequence[str | Path] = (), kinds: Sequence[str] = ()
+    ) -> SearchFilters:
+        """Filters from user input: a file limits to that document, a folder to its tree."""
+        return await self.library.filters_for(paths, kinds)
+
+    async def document_text(self, path: str) -> str:
+        """The extracted text of a source (citations index into it)."""
+        return await self.library.document_text(path)
+
+    async def quarantined(self) -> list[tuple[str, str, float]]:
+        return await self.library.quarantined()
+
     # ------------------------------------------------------------------ asking
 
     @property
     def asker(self) -> AskPipeline:
-        if self._asker is None:
-            raise RuntimeError("Services.start() has not run (or aclose() already did)")
-        return self._asker
+        return _built(self._asker)
 
     async def ask(
         self,
@@ -579,162 +438,50 @@ class Services:
         fusion: str | None = None,
         filters: SearchFilters | None = None,
     ) -> tuple[list[ScoredChunk], dict[str, float]]:
-        """Retrieve the ``k`` best chunks (no generation); returns them and timings in ms.
-
-        ``fusion`` is ``bm25``, ``vector``, ``rrf`` or ``convex``; a ``+rerank``
-        suffix (e.g. ``rrf+rerank``) forces the cross-encoder stage, ``-rerank``
-        turns it off; without a suffix the configured reranker applies.
-        """
-        if self._retriever is None:
-            raise RuntimeError("Services.start() has not run (or aclose() already did)")
+        """The ``k`` best chunks (no generation) and timings in ms; see ``Retriever.find``."""
         text = clean_question(text, self.settings.security.max_question_chars)
-        timings: dict[str, float] = {}
-        rerank: bool | None = None
-        if fusion and fusion.endswith("+rerank"):
-            fusion, rerank = fusion.removesuffix("+rerank"), True
-        elif fusion and fusion.endswith("-rerank"):
-            fusion, rerank = fusion.removesuffix("-rerank"), False
-        scored = await self._retriever.search(
-            text, k=k, filters=filters, timings=timings, fusion=fusion, rerank=rerank
-        )
-        return scored, timings
-
-    # ------------------------------------------------------------------ views
-
-    async def filters_for(
-        self, paths: Sequence[str | Path] = (), kinds: Sequence[str] = ()
-    ) -> SearchFilters:
-        """Filters from user input: a file limits to that document, a folder to its tree."""
-
-        def resolve() -> SearchFilters:
-            doc_ids: set[int] = set()
-            folders: list[str] = []
-            with self.engine.connect() as conn:
-                for raw in paths:
-                    p = Path(raw).expanduser().resolve()
-                    if p.is_dir():
-                        folders.append(str(p))
-                        continue
-                    row = store.document_by_path(conn, str(p))
-                    if row is None:
-                        raise UsageError(
-                            f"{p} is neither a folder nor a document in the knowledge base."
-                        )
-                    doc_ids.add(row.id)
-            if doc_ids and folders:
-                # Both given: the union, by listing the folders' documents too.
-                with self.engine.connect() as conn:
-                    for folder in folders:
-                        doc_ids.update(d.id for d in store.documents_under(conn, folder))
-                folders = []
-            return SearchFilters(
-                document_ids=frozenset(doc_ids), folders=tuple(folders), kinds=frozenset(kinds)
-            )
-
-        return await asyncio.to_thread(resolve)
-
-    async def document_text(self, path: str) -> str:
-        """The extracted text of a source (citations index into it)."""
-
-        def read() -> str | None:
-            with self.engine.connect() as conn:
-                return store.document_text(conn, path)
-
-        text = await asyncio.to_thread(read)
-        if text is None:
-            raise UsageError(f"{path} is not in the knowledge base.")
-        return text
-
-    async def quarantined(self) -> list[tuple[str, str, float]]:
-        def read() -> list[tuple[str, str, float]]:
-            with self.engine.connect() as conn:
-                return store.quarantined(conn)
-
-        return await asyncio.to_thread(read)
+        return await _built(self._retriever).find(text, k=k, mode=fusion, filters=filters)
 
     # ------------------------------------------------------------------ health and stats
 
-    @property
-    def search_index(self) -> SearchIndex | None:
-        return self._index
-
-    @property
-    def index_load(self) -> LoadState:
-        return load_state(self._index_task)
-
-    @property
-    def embedder(self) -> Embedder | None:
-        return self._embedder
-
-    @property
-    def model_load(self) -> LoadState:
-        return load_state(self._model_task)
-
-    @property
-    def reranker(self) -> Reranker | None:
-        return self._reranker
-
-    @property
-    def reranker_error(self) -> str | None:
-        return self._retriever.reranker_error if self._retriever is not None else None
-
-    @property
-    def provider_health(self) -> Sequence[BreakerSnapshot]:
-        return self._router.health() if self._router is not None else ()
-
-    @property
-    def fallback_provider(self) -> str | None:
-        fb = self._router.fallback if self._router is not None else None
-        return fb.name if fb is not None else None
-
-    @property
-    def watcher(self) -> FolderWatcher | None:
-        return self._watcher
-
-    @property
-    def rate_limiter(self) -> RateLimiter | None:
-        return self._limiter
-
-    @property
-    def audit_log(self) -> AuditLog | None:
-        return self._audit
-
-    @property
-    def audit_stats(self) -> AuditStats | None:
-        return self._audit_stats
-
-    @property
-    def session_asks(self) -> int:
-        return self._asker.asks if self._asker is not None else 0
+    def _parts(self) -> HealthParts:
+        router = self._router
+        fallback = router.fallback if router is not None else None
+        return HealthParts(
+            engine=self.engine,
+            started_at=self.started_at,
+            search_index=self._index,
+            index_load=load_state(self._index_task),
+            embedder=self._embedder,
+            model_load=load_state(self._model_task),
+            reranker=self._reranker,
+            reranker_error=self._retriever.reranker_error if self._retriever else None,
+            provider_health=router.health() if router is not None else (),
+            fallback_provider=fallback.name if fallback is not None else None,
+            cache=self._cache,
+            watcher=self._library.watcher if self._library is not None else None,
+            rate_limiter=self._limiter,
+            audit_log=self._audit,
+            audit_stats=self._audit_stats,
+            session_asks=self._asker.asks if self._asker is not None else 0,
+        )
 
     async def health(self) -> HealthSnapshot:
         """Every component's state, typed (``core.health``)."""
-        return await health_snapshot(self)
+        return await health_snapshot(self._parts())
 
     async def stats(self, since: float | None = None, until: float | None = None) -> StatsSnapshot:
         """Knowledge-base counts and audit statistics over [since, until), from SQL aggregates."""
-        return await stats_snapshot(self, since, until)
-
-    async def _prune_quietly(self) -> None:
-        try:
-            removed = await self.prune_audit()
-        except Exception as exc:  # retention must never stop the app
-            log.warning("audit retention pruning failed: %s", exc)
-            return
-        if removed:
-            log.info("audit retention: %d old events removed", removed)
-
-    async def prune_audit(self) -> int:
-        """Delete audit rows older than the retention setting (in batches)."""
-        assert self._audit_stats is not None
-        return await asyncio.to_thread(self._audit_stats.prune, self.settings.audit.retention_days)
+        return await stats_snapshot(self._parts(), since, until)
 
 
-def _closer(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        close()
+_T = TypeVar("_T")
 
-    return run
+
+def _built(value: _T | None) -> _T:
+    if value is None:
+        raise RuntimeError("Services.start() has not run (or aclose() already did)")
+    return value
 
 
 def _canceller(task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:

@@ -29,10 +29,11 @@ import numpy as np
 
 from core.answer import gate
 from core.answer.evidence import NOT_FOUND, Embed, check_answer, find_quotes
-from core.cache import CacheService
+from core.cache import CacheService, make_namespace
 from core.config import Settings
 from core.errors import RateLimited
 from core.logs import request_context
+from core.providers.openai import PROMPT_VERSION
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
 from core.retrieval.retriever import Retriever
 from core.security.injection import InjectionDetector
@@ -57,6 +58,10 @@ REFUSAL = (
     "This question was not answered: it looks like an attempt to change Archivist's "
     "instructions ({categories}). Ask about the content of your documents instead."
 )
+
+# Bumped when the evidence check or the gate changes what an answer looks like,
+# so answers cached by an older check are not served again.
+CHECK_VERSION = 1
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]
@@ -167,7 +172,7 @@ class AskPipeline:
         limiter: RateLimiter | None,
         detector: InjectionDetector,
         audit: AuditFn,
-        namespace: Callable[[], str],
+        kb_version: Callable[[], int],
     ) -> None:
         self._settings = settings
         self._retriever = retriever
@@ -176,8 +181,25 @@ class AskPipeline:
         self._limiter = limiter
         self._detector = detector
         self._audit = audit
-        self._namespace = namespace
+        self._kb_version = kb_version
         self.asks = 0  # questions asked in this process (for the stats view)
+
+    def _namespace(self) -> str:
+        """Cached answers are scoped by knowledge base, provider chain, retrieval,
+        answer check and prompt: a change of any of them retires them."""
+        router = self._router
+        chain = []
+        for p in router.providers:
+            settings = getattr(p, "settings", None)
+            chain.append(f"{p.name}:{getattr(settings, 'model', '')}")
+        if router.fallback is not None:
+            chain.append(router.fallback.name)
+        r = self._settings.retrieval
+        scope = f"top{r.top_k}:{r.fusion}"
+        if self._retriever.reranker is not None:
+            scope += f":rerank={self._retriever.reranker.name}"
+        scope += f"|check={CHECK_VERSION}:{self._settings.answer.unsupported}"
+        return make_namespace(self._kb_version(), ",".join(chain) + "|" + scope, PROMPT_VERSION)
 
     async def ask(
         self,

@@ -138,6 +138,31 @@ class Retriever:
             timings["rerank"] = _ms_since(t2)
         return scored[:k]
 
+    async def find(
+        self,
+        text: str,
+        *,
+        k: int,
+        mode: str | None = None,
+        filters: SearchFilters | None = None,
+    ) -> tuple[list[ScoredChunk], Timings]:
+        """``search`` for a user-chosen mode, with its timings.
+
+        ``mode`` is ``bm25``, ``vector``, ``rrf`` or ``convex``; a ``+rerank``
+        suffix (e.g. ``rrf+rerank``) forces the cross-encoder stage, ``-rerank``
+        turns it off; without a suffix the configured reranker applies.
+        """
+        timings: Timings = {}
+        rerank: bool | None = None
+        if mode and mode.endswith("+rerank"):
+            mode, rerank = mode.removesuffix("+rerank"), True
+        elif mode and mode.endswith("-rerank"):
+            mode, rerank = mode.removesuffix("-rerank"), False
+        scored = await self.search(
+            text, k=k, filters=filters, timings=timings, fusion=mode, rerank=rerank
+        )
+        return scored, timings
+
     def _hydrate(self, hits: list[Hit]) -> list[ScoredChunk]:
         with self._engine.connect() as conn:
             chunks = store.chunks_by_ids(conn, [h.chunk_id for h in hits])

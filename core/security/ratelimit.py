@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from core.breaker import BreakerState, CircuitBreaker
-from core.config import BreakerSettings
+from core.config import BreakerSettings, RateLimitConfig
 from core.errors import CacheUnavailable, RateLimited
 from core.types import RateLimitHealth
 
@@ -356,3 +356,20 @@ class FailoverRateLimiter:
     async def aclose(self) -> None:
         await self._primary.aclose()
         await self._fallback.aclose()
+
+
+def build_limiter(config: RateLimitConfig, redis: aioredis.Redis | None = None) -> RateLimiter:
+    """Token buckets from the settings: on Redis when a client is given (shared by
+    every process, with the local buckets as fallback), else local only."""
+    buckets = RateLimitSettings(
+        per_session=BucketSpec(config.session_rate_per_s, config.session_burst)
+        if config.session_rate_per_s > 0
+        else None,
+        global_=BucketSpec(config.global_rate_per_s, config.global_burst)
+        if config.global_rate_per_s > 0
+        else None,
+    )
+    local = EmbeddedRateLimiter(buckets)
+    if redis is None:
+        return local
+    return FailoverRateLimiter(RedisRateLimiter(redis, buckets), local)

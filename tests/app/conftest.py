@@ -16,7 +16,6 @@ tasks (such as the audit writer) with no running loop.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,13 +140,11 @@ class Gui:
 
 @pytest.fixture
 def gui(qapp: QApplication, qtbot: QtBot, home: Path) -> Iterator[Gui]:
-    refs = sys.getrefcount(True), sys.getrefcount(False)
+    # (PySide6 6.12.0 lost a reference to True on every emit(); pyproject.toml excludes
+    # it and tests/app/test_pyside_emit.py proves it on the installed build. A refcount
+    # check around each test was tried here: objects freed by earlier tests made it flaky.)
     g = Gui(qapp, qtbot, home)
     try:
         yield g
     finally:
         g.shutdown()
-    # PySide6 6.12.0 lost a reference to True on every emit() (pyproject.toml excludes
-    # it; tests/app/test_pyside_emit.py proves it): a steady loss would abort the process.
-    lost = refs[0] - sys.getrefcount(True), refs[1] - sys.getrefcount(False)
-    assert max(lost) < 100, f"references to True/False lost during the test: {lost}"

@@ -1,0 +1,218 @@
+"""The knowledge base as the user sees it: what is in it, and how it changes.
+
+``Library`` runs ingestion (the ``Ingestor`` pipeline), applies each change to
+the search index, flags passages that read like instructions to a model
+(indirect prompt injection), audits it all and follows watched folders; it also
+answers the reads the window and the CLI need (filters from paths, a source's
+text, the quarantine). ``Services`` hands it the engine, the index, the embedder
+and the parsing pool (created on first use through ``make_executor``) and
+closes it; the folder watcher is the one thing it starts and stops itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from core.config import IngestSettings
+from core.db import store
+from core.embedding import Embedder
+from core.errors import UsageError
+from core.ingest.parsers import SUPPORTED_EXTENSIONS
+from core.ingest.pipeline import Ingestor
+from core.logs import request_context
+from core.retrieval.search import SearchIndex
+from core.security.injection import InjectionDetector
+from core.types import IndexDelta, IngestProgress, IngestReport, SearchFilters
+from core.watch import FolderWatcher
+
+log = logging.getLogger(__name__)
+
+
+class AuditFn(Protocol):
+    def __call__(self, action: str, outcome: str, **fields: Any) -> None: ...
+
+
+class Library:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        settings: IngestSettings,
+        *,
+        wait_index: Callable[[], Awaitable[SearchIndex]],
+        embedder: Embedder | None,
+        detector: InjectionDetector,
+        audit: AuditFn,
+        make_executor: Callable[[], concurrent.futures.Executor],
+        after_change: Callable[[set[int]], Awaitable[None]],
+        watch_listeners: list[Callable[[str, IngestReport], None]],
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._wait_index = wait_index
+        self._embedder = embedder
+        self._detector = detector
+        self._audit = audit
+        self._make_executor = make_executor
+        self._ingestor: Ingestor | None = None
+        self._index: SearchIndex | None = None
+        self._changed: set[int] = set()
+        self._after_change = after_change
+        self._listeners = watch_listeners
+        self.watcher: FolderWatcher | None = None
+
+    async def ingest(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        progress: Callable[[IngestProgress], None] | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> IngestReport:
+        if not paths:
+            raise UsageError("Nothing to ingest: give at least one file or folder.")
+        index = self._index = await self._wait_index()
+        if self._ingestor is None:
+            self._ingestor = Ingestor(
+                self._engine,
+                self._settings,
+                embedder=self._embedder,
+                executor=self._make_executor(),
+                on_change=self._on_change,
+                supported=SUPPORTED_EXTENSIONS,
+            )
+        with request_context() as rid:
+            log.info("ingest started", extra={"paths": [str(p) for p in paths]})
+            report = await self._ingestor.ingest(paths, progress=progress, cancel=cancel)
+            log.info("ingest done", extra={"request": rid, "summary": report.summary()})
+            for o in report.failed:
+                self._audit(
+                    "quarantine",
+                    "failed",
+                    request_id=rid,
+                    detail={"path": o.path, "reason": o.reason},
+                )
+            self._audit(
+                "ingest",
+                "cancelled" if report.cancelled else ("partial" if report.failed else "ok"),
+                request_id=rid,
+                latency_ms=report.elapsed_s * 1000,
+                detail={"summary": report.summary(), "paths": [str(p) for p in paths][:20]},
+            )
+        try:
+            await asyncio.to_thread(index.save, self._engine)
+        except OSError:
+            log.exception("could not persist the search index")
+        changed, self._changed = self._changed, set()
+        await self._after_change(changed)
+        return report
+
+    # ------------------------------------------------------------------ watching
+
+    async def watch(self, folders: Sequence[str]) -> None:
+        """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
+        await self.aclose()
+        if folders:
+            self.watcher = FolderWatcher(folders, self.ingest, on_report=self._on_watch_report)
+            await self.watcher.start()
+
+    @property
+    def watched_folders(self) -> list[str]:
+        return list(self.watcher.folders) if self.watcher is not None else []
+
+    def _on_watch_report(self, folder: str, report: IngestReport) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(folder, report)
+            except Exception:
+                log.exception("watch listener failed")
+
+    async def aclose(self) -> None:
+        """Stop watching folders."""
+        if self.watcher is not None:
+            await self.watcher.aclose()
+            self.watcher = None
+
+    def _on_change(self, delta: IndexDelta) -> None:
+        """Apply an ingestion change (called from a worker thread of the pipeline)."""
+        assert self._index is not None
+        self._index.apply(delta)
+        self._changed.update(delta.documents)
+        for chunk, report in self._detector.scan_chunks(delta.added):
+            # Indirect prompt injection: flagged chunks stay searchable (the user
+            # may be reading about attacks) but are recorded; at ask time, chunks
+            # the detector blocks are kept out of the prompt.
+            log.warning(
+                "possible prompt injection in %s (chunk %d): %s",
+                chunk.source,
+                chunk.id,
+                ", ".join(report.categories),
+            )
+            self._audit(
+                "injection",
+                "blocked" if report.blocked else "flagged",
+                detail={
+                    "path": chunk.source,
+                    "chunk_id": chunk.id,
+                    "page": chunk.page,
+                    "score": round(report.score, 3),
+                    "categories": list(report.categories),
+                },
+            )
+
+    # ------------------------------------------------------------------ reads
+
+    async def filters_for(
+        self, paths: Sequence[str | Path] = (), kinds: Sequence[str] = ()
+    ) -> SearchFilters:
+        """Filters from user input: a file limits to that document, a folder to its tree."""
+
+        def resolve() -> SearchFilters:
+            doc_ids: set[int] = set()
+            folders: list[str] = []
+            with self._engine.connect() as conn:
+                for raw in paths:
+                    p = Path(raw).expanduser().resolve()
+                    if p.is_dir():
+                        folders.append(str(p))
+                        continue
+                    row = store.document_by_path(conn, str(p))
+                    if row is None:
+                        raise UsageError(
+                            f"{p} is neither a folder nor a document in the knowledge base."
+                        )
+                    doc_ids.add(row.id)
+                if doc_ids and folders:
+                    # Both given: the union, by listing the folders' documents too.
+                    for folder in folders:
+                        doc_ids.update(d.id for d in store.documents_under(conn, folder))
+                    folders = []
+            return SearchFilters(
+                document_ids=frozenset(doc_ids), folders=tuple(folders), kinds=frozenset(kinds)
+            )
+
+        return await asyncio.to_thread(resolve)
+
+    async def document_text(self, path: str) -> str:
+        """The extracted text of a source (citations index into it)."""
+
+        def read() -> str | None:
+            with self._engine.connect() as conn:
+                return store.document_text(conn, path)
+
+        text = await asyncio.to_thread(read)
+        if text is None:
+            raise UsageError(f"{path} is not in the knowledge base.")
+        return text
+
+    async def quarantined(self) -> list[tuple[str, str, float]]:
+        def read() -> list[tuple[str, str, float]]:
+            with self._engine.connect() as conn:
+                return store.quarantined(conn)
+
+        return await asyncio.to_thread(read)
