@@ -235,19 +235,6 @@ def _date(ts: float) -> str:
 # --------------------------------------------------------------------------- JSON
 
 
-def _citation_from_json(d: Mapping[str, Any]) -> Citation:
-    return Citation(
-        marker=int(d["marker"]),
-        chunk_id=int(d.get("chunk_id", 0)),
-        source=str(d["source"]),
-        page=None if d.get("page") is None else int(d["page"]),
-        start=int(d["start"]),
-        end=int(d["end"]),
-        text=str(d["text"]),
-        score=float(d.get("score", 0.0)),
-    )
-
-
 def _explanation_to_json(e: Explanation) -> dict[str, Any]:
     return {
         "provider": e.provider,
@@ -369,7 +356,7 @@ def conversation_from_json(d: Mapping[str, Any]) -> Conversation:
                 answer=str(t.get("answer", "")),
                 asked_at=float(t["asked_at"]),
                 error=t.get("error"),
-                citations=tuple(_citation_from_json(c) for c in t.get("citations") or ()),
+                citations=tuple(Citation.from_json(c) for c in t.get("citations") or ()),
                 explanation=(
                     None
                     if t.get("explanation") is None

@@ -244,6 +244,24 @@ class Citation:
             quote_end=chunk.start + b,
         )
 
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Citation:
+        """The inverse of ``to_json`` (a quote that does not fit raises ValueError)."""
+        qs, qe = d.get("quote_start"), d.get("quote_end")
+        return cls(
+            marker=int(d["marker"]),
+            chunk_id=int(d.get("chunk_id", 0)),
+            source=str(d["source"]),
+            page=None if d.get("page") is None else int(d["page"]),
+            start=int(d["start"]),
+            end=int(d["end"]),
+            text=str(d["text"]),
+            score=float(d.get("score", 0.0)),
+            quote=str(d.get("quote") or ""),
+            quote_start=None if qs is None else int(qs),
+            quote_end=None if qe is None else int(qe),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "marker": self.marker,

@@ -52,3 +52,87 @@ def test_importing_the_core_and_cli_loads_no_qt() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The layers of core/, lowest first. A module may import from its own package and
+# from lower layers only; within one layer, packages do not import each other.
+# (A package is core/<name>/ or the module core/<name>.py.)
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"types", "errors"}),
+    frozenset({"config", "logs"}),
+    frozenset({"breaker", "redisconn", "models", "embedding", "watch", "db"}),
+    # storage records; index/search/fusion/rerank; injection/sanitize/rate limit; cache
+    frozenset({"audit", "conversations", "retrieval", "security", "cache"}),
+    frozenset({"evidence"}),  # what a passage says, whether it supports a claim
+    frozenset({"providers", "ingest", "evaluation"}),
+    frozenset({"answer", "health"}),
+    frozenset({"services"}),
+)
+RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
+
+
+def _package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "core" else None
+
+
+def _core_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, package) for every import of another part of core (``from core import x`` too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "core":
+                found.extend((node.lineno, alias.name) for alias in node.names)
+            elif (pkg := _package(node.module)) is not None:
+                found.append((node.lineno, pkg))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if (pkg := _package(alias.name)) is not None:
+                    found.append((node.lineno, pkg))
+    return found
+
+
+def test_every_part_of_core_has_a_layer() -> None:
+    parts = {p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__"}
+    parts |= {p.name for p in (ROOT / "core").iterdir() if (p / "__init__.py").is_file()}
+    assert parts - RANK.keys() == set(), "add new parts of core/ to LAYERS"
+    assert RANK.keys() - parts == set(), "LAYERS names a part that no longer exists"
+
+
+def test_core_imports_only_downwards() -> None:
+    offenders = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        rel = path.relative_to(ROOT / "core")
+        own = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if own == "__init__.py" or own not in RANK:
+            continue
+        for line, pkg in _core_imports(path):
+            if pkg == own:
+                continue
+            if RANK.get(pkg, 99) >= RANK[own]:
+                offenders.append(f"core/{rel}:{line}: {own} (layer {RANK[own]}) imports {pkg}")
+    assert offenders == []
+
+
+def test_the_window_reaches_core_through_services_and_value_types() -> None:
+    """app/ uses the owner, the value types and a few pure helpers, not the parts."""
+    allowed = {
+        "services",
+        "types",
+        "errors",
+        "config",
+        "logs",
+        "security",  # the safe Markdown renderer and path rules
+        "evaluation",
+        "answer",  # eval answers
+        "audit",  # sorted_counts for display
+        "conversations",
+        "health",
+    }
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for line, pkg in _core_imports(path):
+            if pkg not in allowed:
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: imports core.{pkg}")
+    assert offenders == []

@@ -1,9 +1,9 @@
-"""Answers checked against their evidence.
+"""Answering: the ask pipeline and what decides whether an answer may stand.
 
-- ``textutil``: one sentence splitter (character spans) and one term analyser
-  (stemmed words, numbers, dates, identifiers, negation scope) shared by everything
-  that compares an answer with passages.
-- ``evidence``: ``check_answer`` (does each answer sentence have a supporting
-  passage sentence? fix or drop its ``[n]`` markers) and ``select_quotes`` /
-  ``find_quotes`` (the passages' best sentences for a question, quote first).
+- ``pipeline``: one question in, one checked, cited ``Answer`` out.
+- ``gate``: abstain ("the documents do not contain the answer") before the
+  model runs, or reject its answer after the evidence check.
+- ``evaluate``: ``archivist eval answers``.
+
+The evidence check itself lives in ``core.evidence``.
 """

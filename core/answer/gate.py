@@ -8,7 +8,7 @@ Two checks, one before generation and one after:
   almost surely lack the answer: say so and do not call the model at all.
   Weaker evidence still goes to the model, whose answer is then checked.
 * ``after``: the model's answer, checked sentence by sentence against the
-  passages (``core.answer.evidence``). An answer none of whose claims the
+  passages (``core.evidence.support``). An answer none of whose claims the
   passages support is not shown as the answer: the quotes stay the answer, or,
   without quotes, Archivist abstains.
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.answer.evidence import QuoteEvidence
-from core.answer.textutil import analyze
+from core.evidence.support import QuoteEvidence
+from core.evidence.text import analyze
 from core.types import Citation, ScoredChunk
 
 # Chosen on the Python 3.11 docs questions (shared/eval, 51 answerable + 9

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.answer import gate
-from core.answer.evidence import NOT_FOUND, Embed, check_answer, find_quotes
 from core.cache import CacheService, make_namespace
 from core.config import Settings
 from core.errors import RateLimited
+from core.evidence.support import NOT_FOUND, Embed, check_answer, find_quotes
 from core.logs import request_context
 from core.providers.openai import PROMPT_VERSION
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
@@ -100,36 +100,20 @@ def _payload(answer: Answer) -> dict[str, Any]:
     }
 
 
-def _citation_from_json(c: dict[str, Any]) -> Citation:
-    return Citation(
-        marker=int(c["marker"]),
-        chunk_id=int(c["chunk_id"]),
-        source=str(c["source"]),
-        page=c.get("page"),
-        start=int(c["start"]),
-        end=int(c["end"]),
-        text=str(c["text"]),
-        score=float(c["score"]),
-        quote=str(c.get("quote") or ""),
-        quote_start=c.get("quote_start"),
-        quote_end=c.get("quote_end"),
-    )
-
-
 def _answer_from_payload(
     question: str, payload: dict[str, Any], timings: dict[str, float], request_id: str
 ) -> Answer:
     return Answer(
         question=question,
         text=str(payload.get("text", "")),
-        citations=tuple(_citation_from_json(c) for c in payload.get("citations", [])),
+        citations=tuple(Citation.from_json(c) for c in payload.get("citations", [])),
         provider=str(payload.get("provider", "")),
         cache="result",
         degraded=False,
         timings_ms=timings,
         request_id=request_id,
         notice=payload.get("notice"),
-        quotes=tuple(_citation_from_json(c) for c in payload.get("quotes", [])),
+        quotes=tuple(Citation.from_json(c) for c in payload.get("quotes", [])),
         sentences=tuple(
             AnswerSentence(
                 text=str(x["text"]),

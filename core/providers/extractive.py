@@ -2,7 +2,7 @@
 
 It needs no model, so it is the last resort of the provider chain and the
 answer of a fresh install. The sentences come from
-:func:`core.answer.evidence.rank_quotes`, the same quote picker (one sentence
+:func:`core.evidence.support.rank_quotes`, the same quote picker (one sentence
 splitter, one term analyser) that the evidence check and the quote-first answer
 use: the sentences sharing the most question terms, weighted by how rare they are
 among the passages, in reading order, each cited with its passage marker. When no
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from core.answer.evidence import NOT_FOUND, rank_quotes
+from core.evidence.support import NOT_FOUND, rank_quotes
 from core.types import ContextPassage, GenerationRequest
 
 __all__ = ["NOT_FOUND", "ExtractiveProvider", "compose"]

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.answer.evidence import NOT_FOUND, CheckedAnswer, check_answer, is_abstention
-from core.answer.textutil import analyze, marker_numbers, split_sentences, strip_markers
+from core.evidence.support import NOT_FOUND, CheckedAnswer, check_answer, is_abstention
+from core.evidence.text import analyze, marker_numbers, split_sentences, strip_markers
 from core.types import Citation, ScoredChunk
 
 # --------------------------------------------------------------------------- helpers

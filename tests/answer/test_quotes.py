@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.answer.evidence import find_quotes, rank_quotes, select_quotes
+from core.evidence.support import find_quotes, rank_quotes, select_quotes
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider, compose
 from core.types import ContextPassage, GenerationRequest, ScoredChunk
 

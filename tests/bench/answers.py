@@ -29,9 +29,9 @@ if str(ROOT) not in sys.path:
 
 from core.answer import gate  # noqa: E402
 from core.answer.evaluate import evaluate_answers, format_answers_table  # noqa: E402
-from core.answer.evidence import find_quotes  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.evaluation import load_questions  # noqa: E402
+from core.evidence.support import find_quotes  # noqa: E402
 from core.services import Services  # noqa: E402
 from core.types import Answer  # noqa: E402
 

@@ -6,7 +6,7 @@ reads the answer sentence by sentence and looks for the passage sentence that
 supports each one, in *every* passage, not only the one its marker names:
 
 * **coverage**: the share of the sentence's content terms (weighted by how rare
-  they are among the passages' sentences, :class:`~core.answer.textutil.LocalIdf`)
+  they are among the passages' sentences, :class:`~core.evidence.text.LocalIdf`)
   that a span of one to three consecutive passage sentences contains. The window
   lets a claim that joins two neighbouring sentences still match; each extra
   sentence costs ``WINDOW_PENALTY`` so the tightest quote wins a tie.
@@ -64,7 +64,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.answer.textutil import (
+from core.evidence.text import (
     ANSWER_DROP,
     MARKER,
     QUESTION_DROP,
