@@ -17,6 +17,7 @@ Thresholds are module constants, each with the data it was chosen on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,9 +71,30 @@ class GateDecision:
     reason: str
 
 
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
+_SEPARATORS = re.compile(r"[._]+")
+
+
 def _is_constraint(term: str) -> bool:
-    """A hard term that pins the question down: not a bare small number."""
-    return not (term.isdigit() and len(term) < 3)
+    """A hard term that pins the question down and that a passage should repeat.
+
+    Not: a bare small number; a version number (a documentation set rarely
+    repeats its own version next to the facts); a one-letter option (``-u``:
+    written many ways); a path (a user's own file names are not in the documents).
+    """
+    if term.isdigit() and len(term) < 3:
+        return False
+    if _VERSION.fullmatch(term) or "/" in term:
+        return False
+    return not (term.startswith("-") and len(term.lstrip("-")) < 2)
+
+
+def _offered(term: str, offered: set[str]) -> bool:
+    """``term`` is in the passages as written, or as all its dotted/underscored parts."""
+    if term in offered:
+        return True
+    parts = [p for p in _SEPARATORS.split(term) if p]
+    return len(parts) > 1 and all(p in offered for p in parts)
 
 
 def missing_constraints(question: str, passages: Sequence[ScoredChunk]) -> tuple[str, ...]:
@@ -83,9 +105,7 @@ def missing_constraints(question: str, passages: Sequence[ScoredChunk]) -> tuple
     offered: set[str] = set()
     for p in passages:
         offered |= analyze(p.chunk.text).match
-        if wanted <= offered:
-            return ()
-    return tuple(sorted(wanted - offered))
+    return tuple(sorted(t for t in wanted if not _offered(t, offered)))
 
 
 def features(
