@@ -6,7 +6,8 @@
 ``--kb`` is a data folder where ``DIR`` was already ingested (it is copied to a
 temporary folder first, so it is never changed); without it the corpus is
 ingested into a temporary folder. ``--local-model off`` answers with the quotes
-and the extractive provider only; ``auto`` uses the installed local model.
+and the extractive provider only; ``auto`` uses the installed local model (from
+``ARCHIVIST_MODELS_DIR``, else the default data folder's ``models/``).
 ``--features`` also prints the abstention gate's features per question, the data
 the gate's constants were chosen on (see core/answer/gate.py).
 """
@@ -29,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 from core.answer import gate  # noqa: E402
 from core.answer.evaluate import evaluate_answers, format_answers_table  # noqa: E402
-from core.config import load_settings  # noqa: E402
+from core.config import default_home, load_settings  # noqa: E402
 from core.evaluation import load_questions  # noqa: E402
 from core.evidence.support import find_quotes  # noqa: E402
 from core.services import Services  # noqa: E402
@@ -54,6 +55,9 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     env = dict(os.environ)
     env["ARCHIVIST_HOME"] = str(home)
     env["ARCHIVIST_LOCAL_MODEL"] = args.local_model
+    if "ARCHIVIST_MODELS_DIR" not in env:
+        # The scratch copy of the knowledge base has no models/: use the user's.
+        env["ARCHIVIST_MODELS_DIR"] = str(default_home() / "models")
     settings = load_settings(env=env)
     questions = load_questions(Path(args.questions))[: args.limit or None]
     gates: list[dict[str, Any]] = []
