@@ -366,7 +366,6 @@ class ServicesBridge(QObject):
         return self._status_task
 
     # The timer in the window used to call this name.
-    refresh_health = refresh_status
 
     async def _status_loop(self) -> None:
         while True:

@@ -268,6 +268,13 @@ class MainWindow(QMainWindow):
         self.search_box.textChanged.connect(self._search_changed)
         self.conversation_list.itemActivated.connect(self._conversation_chosen)
         self.conversation_list.itemClicked.connect(self._conversation_chosen)
+        # Delete a saved conversation: its context menu, or the Delete key on it.
+        self.conversation_list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        delete = QAction("Delete conversation", self.conversation_list)
+        delete.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        delete.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.triggered.connect(self.delete_selected_conversation)
+        self.conversation_list.addAction(delete)
         self.library.addFilesRequested.connect(self._choose_files)
         self.library.addFolderRequested.connect(self._choose_folder)
         self.library.cancelRequested.connect(b.cancel_ingest)
@@ -336,6 +343,17 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         if self.bridge.busy_answering:
             self.bridge.stop_answer()
+
+    def delete_selected_conversation(self) -> None:
+        """Delete the saved conversation selected in the sidebar (the open chat starts anew)."""
+        item = self.conversation_list.currentItem()
+        cid = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        if not isinstance(cid, str):
+            return
+        if cid == self.conv.id:
+            self.new_chat()
+        self.bridge.delete_conversation(cid)
+        self._say("Conversation deleted.")
 
     def new_chat(self) -> None:
         self.stop()

@@ -73,10 +73,6 @@ def documents_under(conn: Connection, folder: str) -> list[DocumentRow]:
     return [_doc_row(r) for r in rows]
 
 
-def all_documents(conn: Connection) -> list[DocumentRow]:
-    return [_doc_row(r) for r in conn.execute(sa.select(*_DOC_COLS).order_by(documents.c.path))]
-
-
 def chunk_ids_of(conn: Connection, document_id: int) -> list[int]:
     return list(
         conn.execute(sa.select(chunks.c.id).where(chunks.c.document_id == document_id)).scalars()
@@ -188,13 +184,6 @@ def quarantined(conn: Connection) -> list[tuple[str, str, float]]:
         )
     )
     return [(r.path, r.reason, r.at) for r in rows]
-
-
-def quarantine_entry(conn: Connection, path: str) -> tuple[int | None, float | None] | None:
-    row = conn.execute(
-        sa.select(quarantine.c.size, quarantine.c.mtime).where(quarantine.c.path == path)
-    ).first()
-    return (row.size, row.mtime) if row else None
 
 
 def bump_kb_version(conn: Connection) -> None:

@@ -1,12 +1,12 @@
 """Security helpers: prompt-injection scoring and input/output sanitising.
 
 ``injection`` scores questions and document chunks for prompt injection;
-``sanitize`` cleans questions, confines user paths and renders answers as
+``sanitize`` cleans questions and renders answers as
 Markdown that can load nothing.
 """
 
 from core.security.injection import InjectionDetector, InjectionReport, Span, scan
-from core.security.sanitize import clean_question, render_safe_markdown, safe_path, strip_zero_width
+from core.security.sanitize import clean_question, render_safe_markdown, strip_zero_width
 
 __all__ = [
     "InjectionDetector",
@@ -14,7 +14,6 @@ __all__ = [
     "Span",
     "clean_question",
     "render_safe_markdown",
-    "safe_path",
     "scan",
     "strip_zero_width",
 ]

@@ -1,4 +1,4 @@
-"""Input clean-up and safe output: questions, user-given paths, Markdown for the GUI.
+"""Input clean-up and safe output: questions and Markdown for the GUI.
 
 * ``visible_text`` is the one rule for invisible characters (zero-width, bidi
   controls, Unicode tag characters): what is removed, what is kept because it
@@ -8,8 +8,9 @@
 * ``clean_question`` normalises what a person typed (NFKC, no control or
   invisible characters, tidy whitespace) and refuses empty or oversized input
   with a ``UsageError`` that says what to do.
-* ``safe_path`` resolves a user-given relative path inside a base folder and
-  refuses anything that would leave it (``..``, absolute paths, symlinks out).
+* Paths: a file the window opens (source view, "open in viewer") is always a
+  document of the knowledge base: ``Services.document_text`` refuses any other
+  path, so a crafted link in an answer cannot open an arbitrary file.
 * ``render_safe_markdown`` is the one renderer of answers (the window shows
   nothing else): HTML that can load nothing. All HTML in the input is escaped,
   a small Markdown subset is rendered, links are shown with their URL in plain
@@ -25,7 +26,6 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from core.errors import UsageError
@@ -156,21 +156,6 @@ def clean_question(text: str, max_chars: int = 2000) -> str:
             "Shorten it or split it into several questions."
         )
     return text
-
-
-def safe_path(base: Path, user_path: str) -> Path:
-    """``base / user_path`` resolved, or ``UsageError`` if it would leave ``base``.
-
-    Symlinks are resolved before the check, so a link pointing outside is refused
-    as well as ``..`` and absolute paths.
-    """
-    if "\x00" in user_path:
-        raise UsageError("The path contains a NUL character.")
-    root = base.resolve()
-    candidate = (root / user_path).resolve()
-    if candidate != root and not candidate.is_relative_to(root):
-        raise UsageError(f"The path {user_path!r} points outside {root}; it was refused.")
-    return candidate
 
 
 # --------------------------------------------------------------------------- Markdown

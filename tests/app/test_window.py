@@ -352,6 +352,32 @@ def test_conversations_persist_across_a_restart_and_search_finds_them(
     assert window.conv.turns[0].citations  # citations survive the restart
 
 
+def test_a_saved_conversation_can_be_deleted_from_the_sidebar(gui: Gui, corpus: Path) -> None:
+    window = gui.open()
+    gui.ingest(window, [str(corpus)])
+    gui.ask(window, "When was the lighthouse built?")
+    window.new_chat()
+    gui.ask(window, "How much is a return ticket to Gull Island?")
+    gui.run(gui.until(lambda: window.conversation_list.count() == 2, 10, "the list"))
+    [delete] = window.conversation_list.actions()
+    assert delete.text() == "Delete conversation"
+
+    async def delete_the_other() -> None:
+        other = next(
+            window.conversation_list.item(i)
+            for i in range(window.conversation_list.count())
+            if "lighthouse" in window.conversation_list.item(i).text()
+        )
+        window.conversation_list.setCurrentItem(other)
+        delete.trigger()
+        await gui.until(lambda: window.conversation_list.count() == 1, 10, "the deletion")
+
+    gui.run(delete_the_other())
+    assert "Gull Island" in window.conversation_list.item(0).text()
+    assert window.conv.turns  # the open chat was not the deleted one
+    assert len(window.bridge.conversations.search()) == 1
+
+
 def test_export_writes_the_conversation_as_markdown(gui: Gui, corpus: Path, tmp_path: Path) -> None:
     window = gui.open()
     gui.ingest(window, [str(corpus)])

@@ -7,9 +7,7 @@ renderer with the XSS tests is the one people see.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,6 @@ from core.security.injection import scan, strip_invisible
 from core.security.sanitize import (
     clean_question,
     render_safe_markdown,
-    safe_path,
     safe_text,
     strip_zero_width,
     visible_text,
@@ -88,30 +85,6 @@ def test_one_rule_serves_the_sanitiser_and_the_injection_detector() -> None:
     assert visible_text("\ufeffhello").hidden == ()
     assert visible_text("a\u202eb").hidden == (1,)
     assert "invisible_text" in scan("Nice" + chr(0xE0041) * 5, source="document").categories
-
-
-def test_safe_path_resolves_inside_the_base(tmp_path: Path) -> None:
-    (tmp_path / "docs").mkdir()
-    assert safe_path(tmp_path, "docs/a.txt") == (tmp_path / "docs" / "a.txt").resolve()
-    assert safe_path(tmp_path, "docs/../b.txt") == (tmp_path / "b.txt").resolve()
-    assert safe_path(tmp_path, ".") == tmp_path.resolve()
-
-
-@pytest.mark.parametrize("bad", ["../secret", "docs/../../x", "/etc/passwd", "a/\x00b"])
-def test_safe_path_refuses_escapes(tmp_path: Path, bad: str) -> None:
-    (tmp_path / "docs").mkdir()
-    with pytest.raises(UsageError):
-        safe_path(tmp_path, bad)
-
-
-def test_safe_path_refuses_a_symlink_pointing_outside(tmp_path: Path) -> None:
-    base = tmp_path / "base"
-    base.mkdir()
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    os.symlink(outside, base / "link")
-    with pytest.raises(UsageError, match="outside"):
-        safe_path(base, "link/file.txt")
 
 
 @RENDERERS
