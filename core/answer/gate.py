@@ -2,11 +2,17 @@
 
 Two checks, one before generation and one after:
 
-* ``before``: from retrieval evidence alone. When the question's rare terms
-  are missing from every passage AND the best passage is semantically far
-  from the question AND keyword and vector search disagree, the documents
-  almost surely lack the answer: say so and do not call the model at all.
-  Weaker evidence still goes to the model, whose answer is then checked.
+* ``before``: from retrieval evidence alone. When nothing was retrieved, or
+  a number, date or identifier of the question appears in no passage, the
+  documents almost surely lack the answer: say so and do not call the model.
+  Everything else goes to the model, whose answer is then checked.
+
+  Measured on the Python docs set (51 answerable, 9 unanswerable questions):
+  term coverage, the question/passage cosine and keyword/vector agreement do
+  not separate the two kinds (coverage below 0.34: 9 answerable questions and
+  2 unanswerable ones; cosines 0.47-0.74 for the unanswerable, 0.49-0.86 for
+  the answerable; agreement ~1 for both), so none of them abstains on its own:
+  they are recorded with each ask ("why this answer") and left to the check.
 * ``after``: the model's answer, checked sentence by sentence against the
   passages (``core.evidence.support``). An answer none of whose claims the
   passages support is not shown as the answer: the quotes stay the answer, or,
@@ -25,20 +31,17 @@ from core.evidence.support import QuoteEvidence
 from core.evidence.text import analyze
 from core.types import Citation, ScoredChunk
 
-# Chosen on the Python 3.11 docs questions (shared/eval, 51 answerable + 9
-# unanswerable), then checked unchanged on the frozen Debian handbook set
-# (tests/eval): see tests/bench/answers.py and the closing note of the change.
-# all-MiniLM-L6-v2 cosine of the question to the best retrieved chunk; below this
-# the passages are about something else.
-FAR_COSINE = 0.35
-# Rarity-weighted share of the question's content terms in the best passage;
-# below this most of what the question asks about is absent.
+# Rarity-weighted share of the question's content terms in the best passage below
+# which the evidence is called weak (recorded, not acted on: see above).
 LOW_COVERAGE = 0.34
 # The model's answer is kept when at least this share of its claims is supported.
+# Not tuned on the evaluation sets (set by reasoning: most of the answer must be in
+# the passages); tests/bench/answers.py shows its effect.
 MIN_SUPPORTED_SHARE = 0.5
-# An answer built on passages that cover the question this much less than the best
-# passage answers something else (a small model often quotes a neighbouring
-# passage): the quotes stay the answer. A share of the best passage's coverage.
+# An answer built on passages that cover the question this much less than the
+# best passage answers something else (a small model often quotes a neighbouring
+# passage): the quotes stay the answer. A share of the best passage's coverage,
+# set by reasoning, not tuned.
 OFF_TOPIC_SHARE = 0.5
 
 
@@ -129,10 +132,8 @@ def before(f: GateFeatures) -> GateDecision:
         return GateDecision(True, False, "nothing was retrieved")
     if f.missing_constraints:
         return GateDecision(True, False, "no passage mentions " + ", ".join(f.missing_constraints))
-    low_terms = f.coverage < LOW_COVERAGE
-    far = f.top_cosine is not None and f.top_cosine < FAR_COSINE
-    if low_terms and (far or f.top_cosine is None) and f.agreement == 0.0:
-        return GateDecision(True, False, "the passages do not cover the question")
+    if f.coverage < LOW_COVERAGE:
+        return GateDecision(False, True, "weak evidence: the answer will be checked")
     return GateDecision(False, True, "evidence found")
 
 
