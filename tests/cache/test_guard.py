@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.cache.guard import guard_check, salient_equivalent
+from core.cache.guard import guard_check, salient_equivalent, stem
 
 
 def refused(a: str, b: str, category: str) -> None:
@@ -173,3 +173,209 @@ def test_salient_equivalent_needs_same_content_words() -> None:
     )
     assert not salient_equivalent("How do I book a room?", "How do I reserve a room?")
     assert not salient_equivalent("How do I enable it?", "How do I disable it?")
+
+
+# --------------------------------------------------------------------------- roles and order
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # subject question vs object question on the same verb
+        ("Who trains Kofi?", "Who does Kofi train?"),
+        ("Which vendor invoiced Globex?", "Which vendor did Globex invoice?"),
+        ("Who coaches the junior players?", "Who do the junior players coach?"),
+        ("Who did the council fine?", "Who fined the council?"),
+        # active question vs passive with the name as agent
+        ("Who interviewed Lena?", "Who was interviewed by Lena?"),
+        # two arguments swap around any shared word, not only listed relation words
+        ("Does the printer queue block the spooler?", "Does the spooler block the printer queue?"),
+        ("What does the borrower pay the lender?", "What does the lender pay the borrower?"),
+        ("Should I sand the frame before the door?", "Should I sand the door before the frame?"),
+        (
+            "How do I copy notes from the tablet to the desktop?",
+            "How do I copy notes from the desktop to the tablet?",
+        ),
+        # the passive with both arguments in the same order is a swap too
+        ("Does the gateway trust the proxy?", "Is the gateway trusted by the proxy?"),
+    ],
+)
+def test_role_and_direction_swaps_are_refused(a: str, b: str) -> None:
+    refused(a, b, "order")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # passive with its agent: the same roles
+        ("Does the linter support TOML?", "Is TOML supported by the linter?"),
+        ("Which formats does the scanner accept?", "What formats are accepted by the scanner?"),
+        ("Who was Lena interviewed by?", "Who interviewed Lena?"),
+        # a block of words moved to the front or the back is not a swap
+        ("While abroad, how do I call home?", "How do I call home while abroad?"),
+        (
+            "How do I send photos to the printer from my phone?",
+            "How do I send photos from my phone to the printer?",
+        ),
+        # object questions on both sides
+        ("Who do I ask about parking permits?", "Who should I ask about parking permits?"),
+        # a modal before the verb keeps a subject question
+        ("Who can approve overtime?", "Who approves overtime?"),
+    ],
+)
+def test_same_roles_in_other_words_pass(a: str, b: str) -> None:
+    allowed(a, b)
+
+
+# --------------------------------------------------------------------------- dates, scope, modality
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What was churn last month?", "What was churn this month?"),
+        ("Who is on duty next weekend?", "Who is on duty this weekend?"),
+        ("What happened at yesterday's standup?", "What happened at last week's standup?"),
+    ],
+)
+def test_relative_dates_are_refused(a: str, b: str) -> None:
+    refused(a, b, "date")
+
+
+def test_relative_dates_agree_in_other_words() -> None:
+    allowed("What is the plan for next week?", "What's next week's plan?")
+
+
+def test_whose_thing_changes_scope() -> None:
+    refused("Where are my invoices?", "Where are our invoices?", "scope")
+    allowed("Where are my invoices?", "Where can I find my invoices?")
+    allowed("How do I reset my PIN?", "How do I reset the PIN?")  # only one side says whose
+
+
+def test_organisation_units_contrast_but_are_not_strict() -> None:
+    refused("What is the bonus for the team?", "What is the bonus for the company?", "scope")
+    allowed("How do I book a room for the team?", "How do I book a room for my team?")
+    allowed("What is the dress code?", "What is the dress code for the team?")
+
+
+def test_obligation_vs_permission_is_refused() -> None:
+    refused("Do I need a permit to fish here?", "Can I get a permit to fish here?", "question")
+    allowed("What do I need to bring?", "What is required to bring?")
+    allowed("Can I bring a guest?", "Am I allowed to bring a guest?")
+
+
+def test_lexical_negation_counts() -> None:
+    refused("Which rooms have a projector?", "Which rooms lack a projector?", "negation")
+
+
+# --------------------------------------------------------------------------- question kinds
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("What time does the ferry leave?", "When does the ferry leave?"),
+        ("What causes rust on bikes?", "Why do bikes rust?"),
+        ("What is the reason for the outage?", "Why was there an outage?"),
+        ("What's the best day to visit?", "When is the best day to visit?"),
+        ("What makes bread stale?", "Why does bread go stale?"),
+        # only the first question word asks; a later "when" is a conjunction
+        ("What should I do if the alarm rings?", "What do I do when the alarm rings?"),
+    ],
+)
+def test_question_words_with_the_same_kind_pass(a: str, b: str) -> None:
+    allowed(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How heavy is the parcel?", "How old is the parcel?"),
+        ("How wide is the bridge?", "How long is the bridge?"),
+        ("Where is the depot?", "What time does the depot open?"),
+    ],
+)
+def test_question_kind_refined_by_the_next_word_is_refused(a: str, b: str) -> None:
+    refused(a, b, "question")
+
+
+# --------------------------------------------------------------------------- antonym forms
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Which city has the hottest summers?", "Which city has the coldest summers?"),
+        ("How do I drive more safely in snow?", "Is it dangerous to drive in snow?"),
+        ("How do I widen the margins?", "How do I narrow the margins?"),
+        ("Are the nurses overworked?", "Are the nurses underworked?"),
+        ("Is the plugin harmful?", "Is the plugin harmless?"),
+        ("Which ports are inbound?", "Which ports are outbound?"),
+    ],
+)
+def test_antonym_forms_are_refused(a: str, b: str) -> None:
+    refused(a, b, "antonym")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_name_after_a_title_is_an_entity() -> None:
+    refused("When does Dr. Okafor see patients?", "When does Dr. Ruiz see patients?", "entity")
+
+
+def test_all_caps_query_matches_its_plain_form() -> None:
+    allowed("WHERE IS THE MAIN ENTRANCE?", "Where's the main entrance?")
+    refused("WHERE IS GATE B12?", "Where is gate B14?", "entity")
+
+
+# --------------------------------------------------------------------------- salient equivalence
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I renew a library card?", "What are the steps to renew a library card?"),
+        ("Can I park at the depot?", "Am I allowed to park at the depot?"),
+        ("What time does the ferry leave?", "When does the ferry leave?"),
+        ("What is the drop-off point?", "What is the dropoff point?"),
+        ("What is the difference between rye and spelt?", "How does rye differ from spelt?"),
+        ("How do I move a file to the archive?", "How do I move a file into the archive?"),
+        ("How do I make oat milk?", "How is oat milk made?"),
+        ("What is the fee for late rent payment?", "What's the fee if I pay rent late?"),
+    ],
+)
+def test_salient_equivalent_ignores_framing_spelling_and_derivation(a: str, b: str) -> None:
+    assert salient_equivalent(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # a swapped content word is never equivalent, even an antonym no list knows
+        ("How do I stiffen the hinge?", "How do I slacken the hinge?"),
+        ("How do I install the driver?", "How do I configure the driver?"),
+        # a relation word changed in front of the same word
+        ("How do I move files to the server?", "How do I move files from the server?"),
+        # a different kind of question with the same words
+        ("How long is the warranty?", "What is the warranty?"),
+    ],
+)
+def test_salient_equivalent_refuses_changed_content(a: str, b: str) -> None:
+    assert not salient_equivalent(a, b)
+
+
+def test_stem_is_unchanged() -> None:
+    """``stem`` is shared with the evidence checker; its behaviour is pinned here."""
+    expected = {
+        "policies": "policy",
+        "classes": "class",
+        "reports": "report",
+        "running": "run",
+        "approved": "approv",
+        "faster": "faster",
+        "earliest": "earliest",
+        "sue": "sue",
+        "status": "status",
+    }
+    assert {w: stem(w) for w in expected} == expected

@@ -83,7 +83,7 @@ async def test_below_threshold_misses_unless_salient_equivalent() -> None:
     await cache.put_result(NS, "How do I book a room?", vec(2), PAYLOAD, [3])
     # same content words, order changed: accepted at 0.90
     assert await cache.lookup_result(NS, "Is parking free at the campus?", near(vec(1), 0.90))
-    # different content words at 0.90: refused (needs 0.95)
+    # different content words at 0.90: refused (needs the plain threshold)
     assert await cache.lookup_result(NS, "How do I reserve a room?", near(vec(2), 0.90)) is None
     assert await cache.lookup_result(NS, "How do I reserve a room?", near(vec(2), 0.96))
     await cache.aclose()
