@@ -59,7 +59,7 @@ def test_importing_the_core_and_cli_loads_no_qt() -> None:
 # (A package is core/<name>/ or the module core/<name>.py.)
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"types", "errors"}),
-    frozenset({"config", "logs"}),
+    frozenset({"config", "logs", "language"}),
     frozenset({"breaker", "redisconn", "models", "embedding", "watch", "db"}),
     # storage records; index/search/fusion/rerank; injection/sanitize/rate limit; cache
     frozenset({"audit", "conversations", "retrieval", "security", "cache"}),

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from core.cache.normalize import normalize_query
+from core.language import NEGATIONS, stem
 
 __all__ = [
     "GuardVerdict",
@@ -99,12 +100,7 @@ _TOKEN = re.compile(
 )
 
 _CONTRACTIONS = (
-    (re.compile(r"\bcan[’']t\b", re.I), "can not"),
-    (re.compile(r"\bwon[’']t\b", re.I), "will not"),
-    (re.compile(r"\bshan[’']t\b", re.I), "shall not"),
-    (re.compile(r"\bain[’']t\b", re.I), "is not"),
-    (re.compile(r"\b(\w+)n[’']t\b", re.I), r"\1 not"),
-    (re.compile(r"\bcannot\b", re.I), "can not"),
+    *NEGATIONS,
     (
         re.compile(r"\b(what|who|where|when|why|how|which|that|it|there|here|he|she)[’']s\b", re.I),
         r"\1 is",
@@ -129,34 +125,6 @@ class _Token:
     low: str
     kind: str  # quoted, date, code, num, word
     sentence_start: bool
-
-
-def stem(word: str) -> str:
-    """A deliberately light stemmer: plural, -ing, -ed and a final -e.
-
-    It keeps comparatives (faster, earliest) intact because they carry meaning
-    here, and it is applied identically to queries and to the word lists below.
-    """
-    w = word.lower()
-    if len(w) > 4 and w.endswith("ies"):
-        w = w[:-3] + "y"
-    elif w.endswith("sses"):
-        w = w[:-2]
-    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    if len(w) > 5 and w.endswith("ing"):
-        w = w[:-3]
-    elif len(w) > 4 and w.endswith("ed"):
-        w = w[:-2]
-    else:
-        if len(w) > 3 and w.endswith("e"):
-            w = w[:-1]
-        return w
-    if len(w) > 2 and w[-1] == w[-2] and w[-1] not in "lsz":
-        w = w[:-1]
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]
-    return w
 
 
 def _tokens(text: str) -> list[_Token]:

@@ -35,7 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from core.cache.guard import stem as _light_stem
+from core.language import NEGATIONS
+from core.language import stem as _light_stem
 from core.retrieval.text import ENGLISH_STOP_WORDS
 
 __all__ = [
@@ -317,12 +318,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _CONTRACTIONS = (
-    (re.compile(r"\bcan[’']t\b", re.I), "can not"),
-    (re.compile(r"\bwon[’']t\b", re.I), "will not"),
-    (re.compile(r"\bcannot\b", re.I), "can not"),
+    *NEGATIONS,
     (re.compile(r"\bno\s+(?:longer|more)\b", re.I), "not"),
     (re.compile(r"\bnot\s+only\b", re.I), "only"),
-    (re.compile(r"n[’']t\b", re.I), " not"),
     (re.compile(r"(?<=\w)[’']s\b", re.I), ""),  # possessive or "it's": drop the s
     (re.compile(r"(?<=\w)[’'](?:re|ve|ll|d|m)\b", re.I), ""),
 )
@@ -335,7 +333,7 @@ _SPECIAL_WORDS = frozenset(
     [*_NEGATIONS, *_SCOPE_ENDS, *_NUMBER_WORDS, *_TENS, *_WEEKDAYS, *_MONTH_NUMBER]
     + [d + "s" for d in _WEEKDAYS]
 )
-# The cache guard's light stemmer (plural, -ing, -ed, final -e), memoised: one
+# The shared light stemmer (core.language) (plural, -ing, -ed, final -e), memoised: one
 # stemmer for every comparison of claims, rather than a third copy.
 stem = lru_cache(maxsize=1 << 16)(_light_stem)
 
