@@ -30,6 +30,22 @@ PACKAGED_MODELS: dict[str, tuple[str, ...]] = {
 }
 
 
+def common_words(name: str) -> frozenset[str]:
+    """Everyday English words: the whole words of the embedding model's vocabulary.
+
+    A WordPiece vocabulary (about 30K entries) keeps common words whole and
+    splits rare ones ("zstandard", product and tool names) into pieces, which
+    makes it a free, generic list of common words. Empty when the model
+    folder has no ``vocab.txt``.
+    """
+    try:
+        vocab = resolve_model_path(name) / "vocab.txt"
+        lines = vocab.read_text(encoding="utf-8").splitlines()
+    except (OSError, ModelError):
+        return frozenset()
+    return frozenset(w for w in lines if w.isalpha() and w.islower() and len(w) > 1)
+
+
 def resolve_model_path(name: str) -> Path:
     """Find a model folder: a local path, else a package that ships the model."""
     candidate = Path(name).expanduser()

@@ -2,9 +2,12 @@
 
 Two checks, one before generation and one after:
 
-* ``before``: from retrieval evidence alone. When nothing was retrieved, or
-  a number, date or identifier of the question appears in no passage, the
-  documents almost surely lack the answer: say so and do not call the model.
+* ``before``: from retrieval evidence alone. When nothing was retrieved, when
+  the question names something no document of the knowledge base mentions (a
+  word the index has never seen that is not everyday English: a product, a
+  tool, an identifier), or when a number, date or identifier of the question
+  appears in no retrieved passage, the documents almost surely lack the
+  answer: say so and do not call the model.
   Everything else goes to the model, whose answer is then checked.
 
   Measured on the Python docs set (51 answerable, 9 unanswerable questions):
@@ -55,6 +58,9 @@ class GateFeatures:
     # Numbers, dates and identifiers of the question that no passage contains
     # ("the 2019 budget", "version 4.2", "KX-2" when the passages say "KX-3").
     missing_constraints: tuple[str, ...] = ()
+    # Words of the question that no document of the knowledge base uses and that
+    # are not everyday English: the names of things the documents never mention.
+    unknown_names: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, float | int | list[str] | None]:
         return {
@@ -64,6 +70,7 @@ class GateFeatures:
             "agreement": round(self.agreement, 3),
             "passages": self.passages,
             "missing_constraints": list(self.missing_constraints),
+            "unknown_names": list(self.unknown_names),
         }
 
 
@@ -112,7 +119,10 @@ def missing_constraints(question: str, passages: Sequence[ScoredChunk]) -> tuple
 
 
 def features(
-    question: str, evidence: QuoteEvidence, passages: Sequence[ScoredChunk]
+    question: str,
+    evidence: QuoteEvidence,
+    passages: Sequence[ScoredChunk],
+    unknown_names: Sequence[str] = (),
 ) -> GateFeatures:
     cosines = [p.vector_score for p in passages if p.vector_score is not None]
     both = sum(1 for p in passages if p.bm25_rank is not None and p.vector_rank is not None)
@@ -123,6 +133,7 @@ def features(
         agreement=both / len(passages) if passages else 0.0,
         passages=len(passages),
         missing_constraints=missing_constraints(question, passages),
+        unknown_names=tuple(unknown_names),
     )
 
 
@@ -130,6 +141,9 @@ def before(f: GateFeatures) -> GateDecision:
     """The decision from retrieval evidence, before any model runs."""
     if f.passages == 0:
         return GateDecision(True, False, "nothing was retrieved")
+    if f.unknown_names:
+        names = ", ".join(f.unknown_names)
+        return GateDecision(True, False, f"no document mentions {names}")
     if f.missing_constraints:
         return GateDecision(True, False, "no passage mentions " + ", ".join(f.missing_constraints))
     if f.coverage < LOW_COVERAGE:

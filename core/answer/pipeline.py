@@ -376,10 +376,12 @@ class AskPipeline:
         timings["quotes"] = (time.perf_counter() - t0) * 1000
         if on_quotes is not None:
             on_quotes(quotes)
-        features = gate.features(text, evidence, kept)
+        unknown = await self._retriever.unknown_names(text)
+        features = gate.features(text, evidence, kept, unknown)
         decision = gate.before(features)
         trace.detail["gate"] = {"reason": decision.reason, **features.to_json()}
         if not decision.call_model:
+            notices.append(decision.reason[:1].upper() + decision.reason[1:] + ".")
             return self._abstention(text, kept, quotes, trace, notices, provider="gate")
 
         answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
@@ -430,6 +432,9 @@ class AskPipeline:
             quotes=quotes,
             notice=" ".join(notices),
         )
+
+    async def unknown_names(self, text: str) -> tuple[str, ...]:
+        return await self._retriever.unknown_names(text)
 
     def sentence_encoder(self) -> Embed | None:
         return self._retriever.sentence_encoder()

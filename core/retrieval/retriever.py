@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from core.config import Settings
 from core.db import store
-from core.embedding import Embedder
+from core.embedding import Embedder, common_words
 from core.errors import ModelError, UsageError
 from core.retrieval.rerank import Reranker
 from core.retrieval.search import Hit, SearchIndex
@@ -31,6 +31,11 @@ from core.types import FloatArray, ScoredChunk, SearchFilters
 log = logging.getLogger(__name__)
 
 Timings = dict[str, float]
+
+
+def _name_like(word: str) -> bool:
+    """An identifier, a number or a name written with inner capitals (not a plain word)."""
+    return not word.isalpha() or any(c.isupper() for c in word[1:])
 
 
 def _ms_since(t0: float) -> float:
@@ -54,6 +59,7 @@ class Retriever:
         self._wait_model = wait_model
         self.reranker = reranker
         self.reranker_error: str | None = None
+        self._common: frozenset[str] | None = None
 
     @property
     def embedding_model_id(self) -> str | None:
@@ -88,6 +94,16 @@ class Retriever:
             return None
         timings["embed_query"] = _ms_since(t0)
         return vec
+
+    async def unknown_names(self, text: str) -> tuple[str, ...]:
+        """Words of ``text`` that the knowledge base never uses and that are not
+        everyday English (names, identifiers, numbers): what the documents lack."""
+        if self._common is None:
+            self._common = await asyncio.to_thread(common_words, self._settings.embedding.model)
+        common = self._common
+        index = await self.index()
+        unknown = await asyncio.to_thread(index.unknown_words, text)
+        return tuple(w for w in unknown if not common or _name_like(w) or w.lower() not in common)
 
     def sentence_encoder(self) -> Callable[[list[str]], FloatArray] | None:
         """A blocking encoder of sentences (L2-normalised rows) when the model is loaded.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -34,6 +35,10 @@ from core.types import FloatArray, IndexDelta, SearchFilters
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
+# A word as a person types it, identifiers included (sys.path, time-ordered, max_workers).
+_WORDS = re.compile(r"[^\W_][\w.\-]*[^\W_]|[^\W_]", re.UNICODE)
+# Common English prefixes: "re-calibrated" is about what "calibrated" is about.
+_PREFIXES = ("re", "un", "pre", "non", "dis", "mis", "over", "under", "de", "co", "sub", "multi")
 
 
 def keyword_text(text: str, heading_path: tuple[str, ...]) -> str:
@@ -212,6 +217,29 @@ class SearchIndex:
     @property
     def vector_count(self) -> int:
         return len(self._vectors) if self._vectors is not None else 0
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` that no indexed chunk contains (as keyword search reads them).
+
+        A word counts as known when a form of it without a common English prefix
+        is indexed ("recalibrated" where the documents say "calibrated").
+        Words of one or two letters are left out.
+        """
+        unknown = []
+        for word in _WORDS.findall(text):
+            if len(word) < 3 and word.isalpha():
+                continue
+            low = word.lower()
+            forms = [low] + [
+                low[len(p) :] for p in _PREFIXES if low.startswith(p) and len(low) - len(p) >= 4
+            ]
+            if not any(self._indexed(form) for form in forms):
+                unknown.append(word)
+        return unknown
+
+    def _indexed(self, word: str) -> bool:
+        tokens = self.analyzer.tokens(word)
+        return not tokens or self._bm25.idf(tokens[0]) > 0.0
 
     def _diversify(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """At most ``max_per_document`` chunks of one document in the top ``k``.

@@ -44,7 +44,8 @@ async def gate_features(services: Services, questions: list[Any]) -> list[dict[s
         scored, _ = await services.search(q.question, k=services.settings.retrieval.top_k)
         embed = services.asker.sentence_encoder()
         _, evidence = await asyncio.to_thread(find_quotes, q.question, scored, embed=embed)
-        f = gate.features(q.question, evidence, scored)
+        unknown = await services.asker.unknown_names(q.question)
+        f = gate.features(q.question, evidence, scored, unknown)
         rows.append(
             {"id": q.id, "kind": q.kind, "answerable": bool(q.answer_contains)} | f.to_json()
         )
