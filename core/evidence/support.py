@@ -614,6 +614,18 @@ class QuoteEvidence:
     sufficient: bool  # the gate ``find_quotes`` applied
 
 
+# Quotes scoring below this share of the best quote are left out (set by reasoning,
+# not tuned: half as good as the best is no longer evidence for the same answer).
+QUOTE_FLOOR = 0.5
+_SENTENCE_END = re.compile(r"[.!?:;…][\"'”’)\]]*\s*(?:\[\d+\]\s*)*$")
+
+
+def _heading_like(index: _Index, s: _Sentence) -> bool:
+    """A short line without sentence punctuation: a title, not a statement."""
+    text = index.plain(s)
+    return len(text.split()) < 8 and not _SENTENCE_END.search(text)
+
+
 def rank_quotes(
     question: str,
     texts: Sequence[str],
@@ -680,7 +692,11 @@ def rank_quotes(
     if not evidence.sufficient:
         return (), evidence
     candidates.sort(key=lambda x: (-x[0], x[1].row))
-    chosen = sorted((s for _, s in candidates[:max_quotes]), key=lambda s: s.row)
+    # A quote far weaker than the best one is noise next to it, and a heading
+    # ("Working hours") names a topic without saying anything about it.
+    floor = QUOTE_FLOOR * candidates[0][0]
+    kept = [c for c in candidates if c[0] >= floor and not _heading_like(index, c[1])]
+    chosen = sorted((s for _, s in (kept or candidates)[:max_quotes]), key=lambda s: s.row)
     scores = {s.row: score for score, s in candidates}
     return tuple(Quote(s.passage, s.start, s.end, scores[s.row]) for s in chosen), evidence
 
