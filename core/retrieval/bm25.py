@@ -397,6 +397,12 @@ class BM25Index:
             return norm
         return self._norm
 
+    def document_frequency(self, token: str) -> int:
+        """How many indexed chunks contain ``token`` (0 when none does)."""
+        with self._lock:
+            term = self._vocab.get(token)
+            return 0 if term is None else int(self._df[term])
+
     def idf(self, token: str) -> float:
         """The idf rank-bm25 would use for ``token`` (0.0 when it is not indexed)."""
         with self._lock:

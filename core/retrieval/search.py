@@ -239,7 +239,7 @@ class SearchIndex:
 
     def _indexed(self, word: str) -> bool:
         tokens = self.analyzer.tokens(word)
-        return not tokens or self._bm25.idf(tokens[0]) > 0.0
+        return not tokens or self._bm25.document_frequency(tokens[0]) > 0
 
     def _diversify(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """At most ``max_per_document`` chunks of one document in the top ``k``.
