@@ -125,3 +125,18 @@ def test_a_quote_outside_its_passage_cannot_be_built() -> None:
         )
     with pytest.raises(ValueError):  # a quote outside the passage's span
         Citation(1, 7, "/d/garden.md", None, 100, 100 + len(text), text, 0.5, "x", 90, 91)
+
+
+async def test_a_question_naming_what_no_document_mentions_is_answered_honestly(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        unknown = await services.ask("How do I configure Zorblax for the lighthouse lamp?")
+        # A word the knowledge base uses, even in one document of several, is known.
+        known = await services.ask("How often are the compost bins turned?", use_cache=False)
+    assert unknown.abstained and unknown.notice and "Zorblax" in unknown.notice
+    assert unknown.quotes  # the closest passages are shown
+    assert not known.abstained
+    assert len(llm.chat_requests) == 1  # only the answerable question reached the model
