@@ -33,6 +33,7 @@ from core.config import IngestSettings
 from core.db import store
 from core.embedding import Embedder
 from core.ingest.worker import ParseResult, parse_and_chunk
+from core.retrieval.text import embedding_key, embedding_text
 from core.types import (
     Chunk,
     FileOutcome,
@@ -483,15 +484,20 @@ class Ingestor:
         assert self._embedder is not None
         embedder = self._embedder
         embedder.load()
+        # The model reads each passage under its headings (``embedding_text``). Vectors
+        # are stored by the hash of the passage text, as the chunks table joins them,
+        # under a key naming that recipe: the same passage under other headings
+        # reuses the first vector made for it.
+        key = embedding_key(embedder.model_id)
         per_doc = [[store.text_hash(d.text) for d in r.drafts] for r in results]
         hashes = [h for doc in per_doc for h in doc]
         texts = {
-            h: d.text
+            h: embedding_text(d.text, d.heading_path)
             for r, doc in zip(results, per_doc, strict=True)
             for h, d in zip(doc, r.drafts, strict=True)
         }
         with self._engine.connect() as conn:
-            known = store.load_embeddings(conn, embedder.model_id, hashes)
+            known = store.load_embeddings(conn, key, hashes)
         missing = [h for h in dict.fromkeys(hashes) if h not in known]
         if missing:
             fresh = embedder.encode(
@@ -499,7 +505,7 @@ class Ingestor:
             )
             new = {h: fresh[j] for j, h in enumerate(missing)}
             with self._engine.begin() as conn:
-                store.store_embeddings(conn, embedder.model_id, new)
+                store.store_embeddings(conn, key, new)
             known.update(new)
         return [np.vstack([known[h] for h in doc]).astype(np.float32) for doc in per_doc]
 

@@ -1,15 +1,22 @@
 """Combining ranked lists from several retrievers (pure functions).
 
-Both functions return ``(id, fused score)`` sorted by score (descending), ties
-broken by id (ascending) so that results are deterministic.
+The fusion functions return ``(id, fused score)`` sorted by score (descending),
+ties broken by id (ascending) so that results are deterministic.
+``leaders_first`` then reorders a ranked list by group (the page a passage
+comes from).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
-__all__ = ["convex_combination", "min_max", "reciprocal_rank_fusion"]
+__all__ = [
+    "convex_combination",
+    "leaders_first",
+    "min_max",
+    "reciprocal_rank_fusion",
+]
 
 Normalise = Literal["minmax", "none"]
 
@@ -95,3 +102,45 @@ def convex_combination(
         for doc, score in scaled.items():
             fused[doc] = fused.get(doc, 0.0) + weight * score
     return _ranked(fused)
+
+
+def leaders_first(
+    ranked: Sequence[tuple[int, float]],
+    group_of: Callable[[int], int | None],
+    *,
+    depth: int = 3,
+    extra: float = 0.1,
+) -> list[tuple[int, float]]:
+    """Rank groups (pages) by their passages, then put each group's best passage first.
+
+    A group's score is its best passage's score plus ``extra`` times the sum of
+    its next ``depth - 1`` passage scores (in list order): a page that several
+    passages match outranks a page with one equally good passage, but one
+    strong passage still beats many weak ones (scores must be non-negative and
+    additive, such as fused RRF scores). The result lists
+    the best passage of every group by group score (ties: the group that
+    appears first in ``ranked``), then every other passage in its original
+    order; scores are the passages' own. ``group_of`` returns None for an id
+    that belongs to no group: it is its own group. With ``extra = 0`` groups
+    keep the order of their best passage (a "best chunk" page ranking).
+    """
+    if depth < 1:
+        raise ValueError("depth must be at least 1")
+    if extra < 0:
+        raise ValueError("extra must not be negative")
+    members: dict[object, list[tuple[int, float]]] = {}
+    for doc, score in ranked:
+        group = group_of(doc)
+        key: object = ("id", doc) if group is None else group
+        members.setdefault(key, []).append((doc, score))
+    order = {key: position for position, key in enumerate(members)}
+    group_score = {
+        key: items[0][1] + extra * sum(score for _, score in items[1:depth])
+        for key, items in members.items()
+    }
+    keys = sorted(members, key=lambda key: (-group_score[key], order[key]))
+    leaders = [members[key][0] for key in keys]
+    rest = [item for key in members for item in members[key][1:]]
+    position = {doc: i for i, (doc, _) in enumerate(ranked)}
+    rest.sort(key=lambda item: position[item[0]])
+    return leaders + rest

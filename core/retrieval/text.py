@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import snowballstemmer
 
-__all__ = ["ENGLISH_STOP_WORDS", "Analyzer"]
+__all__ = ["EMBEDDING_RECIPE", "ENGLISH_STOP_WORDS", "Analyzer", "embedding_key", "embedding_text"]
 
 # A conventional English stop-word list (articles, pronouns, auxiliaries,
 # prepositions, conjunctions). Negations ("not", "no") are in it too: BM25 would
@@ -52,6 +52,10 @@ _SEGMENT_SPLIT = re.compile(r"[.\-]")
 # camelCase / PascalCase / acronyms on ASCII: HTTPServer -> HTTP, Server.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _HAS_CAMEL = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
+
+# What the embedding model reads for a passage (see ``embedding_text``); part of the
+# key its vectors are stored under, so vectors made another way are never mixed in.
+EMBEDDING_RECIPE = "headings-1"
 
 _MAX_TOKEN_CHARS = 64  # longer runs are hashes of blobs (base64, minified code)
 _STEM_CACHE_SIZE = 200_000
@@ -120,3 +124,24 @@ class Analyzer:
             out.append(lowered)
         for word in words:
             self._word(word.lower(), out)
+
+
+def embedding_text(text: str, heading_path: Sequence[str]) -> str:
+    """What the embedding model reads for a passage: its heading path, then its text.
+
+    A passage deep in a page rarely names the page's subject; its headings do
+    ("Logging HOWTO > Advanced logging tutorial"). Measured with all-MiniLM-L6-v2
+    and the ranking of the time (rrf, 2 passages per page, k=10), nDCG@10 without
+    -> with the headings: Python docs set (tuning) 0.817 -> 0.823, vectors alone
+    0.763 -> 0.769; Debian handbook set (confirmation) 0.882 -> 0.896 and
+    0.867 -> 0.903. The prefix costs a few of the model's 256 tokens, so the end
+    of a full passage may be cut.
+    """
+    if not heading_path:
+        return text
+    return " > ".join(heading_path) + "\n" + text
+
+
+def embedding_key(model_id: str) -> str:
+    """The key passage vectors are stored under: the model and ``EMBEDDING_RECIPE``."""
+    return f"{model_id}#{EMBEDDING_RECIPE}"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from core.retrieval.text import ENGLISH_STOP_WORDS, Analyzer
+from core.retrieval.text import (
+    EMBEDDING_RECIPE,
+    ENGLISH_STOP_WORDS,
+    Analyzer,
+    embedding_key,
+    embedding_text,
+)
 
 
 def test_dotted_identifier_matches_its_name_and_its_words() -> None:
@@ -94,3 +100,16 @@ def test_tokens_are_the_same_across_threads() -> None:
         thread.join()
     assert len(results) == 120
     assert all(r == expected for r in results)
+
+
+def test_embedding_text_puts_the_heading_path_above_the_passage() -> None:
+    text = embedding_text("Call basicConfig() first.", ("Logging HOWTO", "Basic tutorial"))
+    assert text == "Logging HOWTO > Basic tutorial\nCall basicConfig() first."
+    assert embedding_text("No headings here.", ()) == "No headings here."
+
+
+def test_embedding_key_names_the_model_and_the_recipe() -> None:
+    key = embedding_key("all-MiniLM-L6-v2")
+    assert key.startswith("all-MiniLM-L6-v2")
+    assert EMBEDDING_RECIPE in key
+    assert key != "all-MiniLM-L6-v2"
