@@ -44,7 +44,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import sqlalchemy as sa
 
@@ -607,6 +607,12 @@ class AuditStats:
             deleted += count
             if count < batch:
                 return deleted
+
+
+class AuditFn(Protocol):
+    """How the parts record an audit event: ``Services.audit``."""
+
+    def __call__(self, action: str, outcome: str, **fields: Any) -> None: ...
 
 
 async def prune_quietly(stats: AuditStats, retention_days: float) -> int:

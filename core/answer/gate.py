@@ -151,9 +151,10 @@ def before(f: GateFeatures) -> GateDecision:
     return GateDecision(False, True, "evidence found")
 
 
-def after(supported_share: float, has_claims: bool) -> bool:
-    """Whether the model's checked answer may stand as the answer."""
-    return has_claims and supported_share >= MIN_SUPPORTED_SHARE
+def after(supported_share: float) -> bool:
+    """Whether the model's checked answer may stand as the answer (a share of 0 means
+    it made no claim at all)."""
+    return supported_share >= MIN_SUPPORTED_SHARE
 
 
 def off_topic(

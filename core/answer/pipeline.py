@@ -23,15 +23,16 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from core.answer import gate
+from core.audit import AuditFn
 from core.cache import CacheService, make_namespace
 from core.config import Settings
 from core.errors import RateLimited
-from core.evidence.support import NOT_FOUND, Embed, check_answer, find_quotes
+from core.evidence.support import NOT_FOUND, QuoteEvidence, check_answer, find_quotes
 from core.logs import request_context
 from core.providers.openai import PROMPT_VERSION
 from core.providers.router import Attempt, Done, MidStreamFailure, ProviderRouter, Token
@@ -71,10 +72,6 @@ UNSUPPORTED_NOTICE = (
     "The model's answer could not be found in your documents; "
     "the passages' own words are shown instead."
 )
-
-
-class AuditFn(Protocol):
-    def __call__(self, action: str, outcome: str, **fields: Any) -> None: ...
 
 
 def _payload(answer: Answer) -> dict[str, Any]:
@@ -370,18 +367,12 @@ class AskPipeline:
     ) -> Answer:
         """Quotes first, the gate, then the model's answer checked against the passages."""
         timings = trace.timings
-        embed = self.sentence_encoder()
         t0 = time.perf_counter()
-        # Quotes first means milliseconds: the quote step reads terms only. Embedding
-        # every passage sentence took ~1 s per question on two busy cores (Python
-        # docs and handbook sets, quotes-only runs); the model's answer is still
-        # checked with embeddings below.
         quotes, evidence = await asyncio.to_thread(find_quotes, text, kept)
         timings["quotes"] = (time.perf_counter() - t0) * 1000
         if on_quotes is not None:
             on_quotes(quotes)
-        unknown = await self._retriever.unknown_names(text)
-        features = gate.features(text, evidence, kept, unknown)
+        features = await self._gate_features(text, kept, evidence)
         decision = gate.before(features)
         trace.detail["gate"] = {"reason": decision.reason, **features.to_json()}
         if not decision.call_model:
@@ -397,7 +388,7 @@ class AskPipeline:
             text,
             answer.text,
             kept,
-            embed=embed,
+            embed=self._retriever.sentence_encoder(),
             unsupported="drop" if self._settings.answer.unsupported == "drop" else "mark",
         )
         timings["check"] = (time.perf_counter() - t1) * 1000
@@ -410,11 +401,10 @@ class AskPipeline:
                 interrupted_by=answer.interrupted_by,
                 timings_ms=timings,
             )
-        has_claims = any(s.supported or not s.markers for s in checked.sentences)
         on_topic = not gate.off_topic(checked.citations, kept, evidence)
         if not on_topic:
             trace.detail["off_topic_answer"] = True
-        if on_topic and gate.after(checked.supported_share, has_claims and bool(checked.citations)):
+        if on_topic and checked.citations and gate.after(checked.supported_share):
             return dataclasses.replace(
                 answer,
                 text=checked.text,
@@ -427,21 +417,26 @@ class AskPipeline:
         if not quotes:
             return self._abstention(text, kept, quotes, trace, notices, provider=answer.provider)
         notices.append(UNSUPPORTED_NOTICE)
-        quoted = _quotes_text(quotes)
+        sentences = _quote_sentences(quotes)
         return dataclasses.replace(
             answer,
-            text=quoted,
+            text="\n\n".join(s.text for s in sentences),
             citations=quotes,
-            sentences=_quote_sentences(quotes),
+            sentences=sentences,
             quotes=quotes,
             notice=" ".join(notices),
         )
 
-    async def unknown_names(self, text: str) -> tuple[str, ...]:
-        return await self._retriever.unknown_names(text)
+    async def gate_features(self, text: str, kept: Sequence[ScoredChunk]) -> gate.GateFeatures:
+        """What the gate decides on for ``text`` and its passages (also for benchmarks)."""
+        _, evidence = await asyncio.to_thread(find_quotes, text, kept)
+        return await self._gate_features(text, kept, evidence)
 
-    def sentence_encoder(self) -> Embed | None:
-        return self._retriever.sentence_encoder()
+    async def _gate_features(
+        self, text: str, kept: Sequence[ScoredChunk], evidence: QuoteEvidence
+    ) -> gate.GateFeatures:
+        unknown = await self._retriever.unknown_names(text)
+        return gate.features(text, evidence, kept, unknown)
 
     def _abstention(
         self,
@@ -599,12 +594,8 @@ class AskPipeline:
         )
 
 
-def _quotes_text(quotes: Sequence[Citation]) -> str:
-    """The quotes as an answer: each in its own paragraph with its marker."""
-    return "\n\n".join(f"{' '.join(q.quote.split())} [{q.marker}]" for q in quotes)
-
-
 def _quote_sentences(quotes: Sequence[Citation]) -> tuple[AnswerSentence, ...]:
+    """The quotes as an answer: each in its own paragraph with its marker."""
     out = []
     pos = 0
     for q in quotes:

@@ -16,10 +16,10 @@ import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from core.audit import AuditFn
 from core.config import IngestSettings
 from core.db import store
 from core.embedding import Embedder
@@ -33,10 +33,6 @@ from core.types import IndexDelta, IngestProgress, IngestReport, SearchFilters
 from core.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
-
-
-class AuditFn(Protocol):
-    def __call__(self, action: str, outcome: str, **fields: Any) -> None: ...
 
 
 class Library:

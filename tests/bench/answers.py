@@ -28,11 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.answer import gate  # noqa: E402
 from core.answer.evaluate import evaluate_answers, format_answers_table  # noqa: E402
 from core.config import default_home, load_settings  # noqa: E402
 from core.evaluation import load_questions  # noqa: E402
-from core.evidence.support import find_quotes  # noqa: E402
 from core.services import Services  # noqa: E402
 from core.types import Answer  # noqa: E402
 
@@ -42,10 +40,7 @@ async def gate_features(services: Services, questions: list[Any]) -> list[dict[s
     rows = []
     for q in questions:
         scored, _ = await services.search(q.question, k=services.settings.retrieval.top_k)
-        embed = services.asker.sentence_encoder()
-        _, evidence = await asyncio.to_thread(find_quotes, q.question, scored, embed=embed)
-        unknown = await services.asker.unknown_names(q.question)
-        f = gate.features(q.question, evidence, scored, unknown)
+        f = await services.asker.gate_features(q.question, scored)
         rows.append(
             {"id": q.id, "kind": q.kind, "answerable": bool(q.answer_contains)} | f.to_json()
         )
