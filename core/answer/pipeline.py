@@ -436,7 +436,8 @@ class AskPipeline:
         self, text: str, kept: Sequence[ScoredChunk], evidence: QuoteEvidence
     ) -> gate.GateFeatures:
         unknown = await self._retriever.unknown_names(text)
-        return gate.features(text, evidence, kept, unknown)
+        # Reading the passages' numbers and identifiers is CPU work: off the GUI loop.
+        return await asyncio.to_thread(gate.features, text, evidence, kept, unknown)
 
     def _abstention(
         self,
