@@ -140,3 +140,18 @@ async def test_a_question_naming_what_no_document_mentions_is_answered_honestly(
     assert unknown.quotes  # the closest passages are shown
     assert not known.abstained
     assert len(llm.chat_requests) == 1  # only the answerable question reached the model
+
+
+async def test_a_model_that_finds_nothing_where_the_gate_found_evidence_gives_way_to_the_quotes(
+    home: Path, corpus: Path, llm: FakeLLM
+) -> None:
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        llm.push(Succeed(("The documents do not contain an answer to this question.",)))
+        answer = await services.ask("When was the lighthouse built?", use_cache=False)
+    assert llm.chat_requests, "the gate found evidence, so the model was asked"
+    assert not answer.abstained
+    assert "1874" in answer.text, "the passages' own sentence is the answer"
+    assert answer.notice and "found no answer in these passages" in answer.notice
+    assert any("1874" in c.quote for c in answer.citations)
