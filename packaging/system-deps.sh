@@ -11,6 +11,8 @@ run_pkgs=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus
   libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1 libglib2.0-0
   cmake g++)  # cmake and g++ build llama-cpp-python (the local model) once
 test_pkgs=(redis-server postgresql xvfb python3.11-doc libtasn1-doc debian-handbook)
+# desktop-file-validate and appstreamcli validate resources/ (tests/app/test_resources.py)
+test_pkgs+=(desktop-file-utils appstream)
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
