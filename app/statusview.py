@@ -367,3 +367,32 @@ def status_summary(snap: HealthSnapshot) -> str:
     documents = db.counts.documents if db is not None else 0
     passages = index.chunks if index is not None else 0
     return f"{snap.status} · {documents} documents · {passages} passages"
+
+
+APP_TITLE = "Archivist"
+
+
+def ingest_fraction(done: int, total: int, bytes_done: int = 0, bytes_total: int = 0) -> float:
+    """How far an ingestion is, 0..1: by bytes when known (files differ in size), else files."""
+    if bytes_total > 0:
+        return min(1.0, max(0.0, bytes_done / bytes_total))
+    return min(1.0, done / total) if total > 0 else 0.0
+
+
+def progress_title(fraction: float | None) -> str:
+    """The window title, with the ingestion's progress while one runs.
+
+    Qt has no taskbar progress on Linux/X11, so the title carries it (a taskbar
+    shows the title): "Archivist — ingesting 45%".
+    """
+    if fraction is None:
+        return APP_TITLE
+    return f"{APP_TITLE} — ingesting {round(fraction * 100)}%"
+
+
+def ingest_done_message(summary: Mapping[str, int], elapsed_s: float) -> str:
+    """One sentence for the "ingestion finished" notification."""
+    counts = ", ".join(f"{n} {k}" for k, n in summary.items() if n)
+    minutes, seconds = divmod(round(elapsed_s), 60)
+    took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return f"Finished adding documents in {took}: {counts or 'nothing to add'}."

@@ -7,18 +7,23 @@ the chat's state and the meaning of each link live in ``app.chat.ChatSession``
 
 Layout: conversations on the left (filter box, list, New chat), the chat in the
 middle (answers stream in as safe Markdown; ``[n]`` opens the cited passage),
-and two docks on the right: Library (ingestion, quarantine) and Health.
+and two docks on the right: Library (ingestion, quarantine) and Health. A menu
+bar (File, Edit, View, Help) carries every command with the platform's standard
+keys; the toolbar repeats the frequent ones with icons (``app.desktop``). The
+layout is remembered in ``window.ini`` in the data folder; an empty knowledge
+base on a first run opens the welcome (``app.welcome``).
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
@@ -30,6 +35,7 @@ from PySide6.QtGui import (
     QShortcut,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -46,7 +52,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import firstrun
 from app import statusview as sv
+from app.about import AboutDialog, ShortcutsDialog, shortcut_rows
 from app.bridge import ServicesBridge
 from app.chat import (
     Action,
@@ -60,15 +68,27 @@ from app.chat import (
     ShowWhy,
     answered_message,
 )
+from app.desktop import THEMES, Notifier, Theme, WindowState, app_icon, stylesheet, themed_icon
 from app.dialogs import SettingsDialog, SourceDialog, WhyDialog
 from app.panels import HealthPanel, LibraryPanel
 from app.render import TurnActions
 from app.settings_file import SaveResult, form_from_settings
+from app.welcome import WelcomeBridge, WelcomeDialog
 from app.widgets import ChatView
 from core.conversations import Conversation, ConversationSummary, Turn
-from core.types import Answer, BreakerSnapshot, Citation, HealthSnapshot, IngestReport
+from core.types import (
+    Answer,
+    BreakerSnapshot,
+    Citation,
+    HealthSnapshot,
+    IngestProgress,
+    IngestReport,
+    StatsSnapshot,
+)
 
 RENDER_INTERVAL_MS = 40  # streaming re-renders at most ~25 times a second
+LONG_INGEST_S = 20.0  # an ingestion this long ends with a desktop notification
+StandardKey = QKeySequence.StandardKey
 
 
 def _local_paths(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[str]:
@@ -82,7 +102,10 @@ class MainWindow(QMainWindow):
     def __init__(self, bridge: ServicesBridge) -> None:
         super().__init__()
         self.bridge = bridge
-        self.setWindowTitle("Archivist")
+        self.setObjectName("main-window")
+        self.setWindowTitle(sv.progress_title(None))
+        self.setWindowIcon(app_icon())
+        self.setStyleSheet(stylesheet())
         fm = self.fontMetrics()
         self.resize(fm.averageCharWidth() * 190, fm.height() * 44)
         self.setAcceptDrops(True)
@@ -95,6 +118,20 @@ class MainWindow(QMainWindow):
         self.last_health: HealthSnapshot | None = None
         self.last_error = ""
         self._search_query = ""
+        # Opens folders and links on the desktop (tests put a recorder here).
+        self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
+        self.long_ingest_s = LONG_INGEST_S
+        self.about_dialog: AboutDialog | None = None
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.first_run = WelcomeBridge(bridge, self)
+        self.welcome: WelcomeDialog | None = None
+        self._welcome_checked = False
+        self._watch_after_ingest: list[str] = []
+        self.notifier = Notifier(self, self._say)
+        self.window_state = WindowState(str(bridge.settings.home / "window.ini"))
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        self.theme = Theme(app)
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -105,8 +142,14 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_docks()
         self._build_status()
+        self._build_menus()
+        self._apply_icons()
         self._connect()
         self._render()
+        self.window_state.restore(self, self.splitter)
+        saved_theme = self.window_state.theme()
+        if saved_theme != "system":
+            self.set_theme(saved_theme)
 
         self.health_timer = QTimer(self)
         self.health_timer.setInterval(3000)
@@ -115,35 +158,74 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ layout
 
-    def _action(self, text: str, slot: object, shortcut: str | None = None) -> QAction:
+    def _action(
+        self,
+        text: str,
+        slot: object,
+        *keys: str | QKeySequence.StandardKey,
+        icon: str | None = None,
+    ) -> QAction:
+        """An action with the standard keys of the platform first, then ``keys`` as given."""
         action = QAction(text, self)
         action.triggered.connect(slot)
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setToolTip(f"{text.rstrip('…')} ({shortcut})")
+        sequences: list[QKeySequence] = []
+        for key in keys:
+            found = QKeySequence.keyBindings(key) if isinstance(key, StandardKey) else []
+            sequences += found if found else [QKeySequence(key)]
+        sequences = [k for k in sequences if not k.isEmpty()]
+        unique = list({k.toString(): k for k in sequences}.values())
+        if unique:
+            action.setShortcuts(unique)
+            native = unique[0].toString(QKeySequence.SequenceFormat.NativeText)
+            action.setToolTip(f"{text.rstrip('…')} ({native})")
+        if icon:
+            self._icon_actions.append((action, icon))
         return action
 
+    def _apply_icons(self) -> None:
+        """Colour the toolbar icons from the current palette (light or dark)."""
+        palette = self.palette()
+        ratio = self.devicePixelRatioF()
+        for action, name in self._icon_actions:
+            action.setIcon(themed_icon(name, palette, ratio))
+
     def _build_toolbar(self) -> None:
-        bar = QToolBar("Main", self)
+        bar = QToolBar("Toolbar", self)
         bar.setObjectName("main-toolbar")
         bar.setMovable(False)
         bar.setAccessibleName("Main toolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.addToolBar(bar)
-        self.new_chat_action = self._action("New chat", self.new_chat, "Ctrl+N")
-        self.add_files_action = self._action("Add files…", self._choose_files, "Ctrl+O")
-        self.add_folder_action = self._action("Add folder…", self._choose_folder)
-        self.export_action = self._action("Export…", self._choose_export, "Ctrl+E")
-        self.copy_action = self._action("Copy answer", self.copy_last_answer, "Ctrl+Shift+C")
-        self.why_action = self._action("Why this answer?", self.show_last_why)
-        self.wrong_action = self._action("This answer is wrong", self.mark_last_wrong)
+        self.toolbar = bar
+        self._icon_actions: list[tuple[QAction, str]] = []
+        act = self._action
+        self.new_chat_action = act("New chat", self.new_chat, StandardKey.New, icon="new-chat")
+        self.add_files_action = act(
+            "Add files…", self._choose_files, StandardKey.Open, icon="add-files"
+        )
+        self.add_folder_action = act(
+            "Add folder…", self._choose_folder, "Ctrl+Shift+O", icon="add-folder"
+        )
+        self.export_action = act(
+            "Export conversation…", self._choose_export, "Ctrl+E", icon="export"
+        )
+        self.export_action.setIconText("Export…")
+        self.copy_action = act("Copy answer", self.copy_last_answer, "Ctrl+Shift+C", icon="copy")
+        self.why_action = act("Why this answer?", self.show_last_why, "Ctrl+I", icon="why")
+        self.wrong_action = act("This answer is wrong", self.mark_last_wrong, icon="wrong")
         self.wrong_action.setToolTip(
             "Remove the last answer from the cache so the question is answered afresh"
         )
-        self.regenerate_action = self._action("Regenerate with another model", self.regenerate_last)
+        self.regenerate_action = act(
+            "Regenerate with another model", self.regenerate_last, icon="regenerate"
+        )
         self.regenerate_action.setToolTip(
             "The last answer was cut off: ask again without the model that broke off"
         )
-        self.settings_action = self._action("Settings…", self.open_settings, "Ctrl+,")
+        self.settings_action = act(
+            "Settings…", self.open_settings, StandardKey.Preferences, "Ctrl+,", icon="settings"
+        )
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         for a in (self.new_chat_action, self.add_files_action, self.add_folder_action):
             bar.addAction(a)
         bar.addSeparator()
@@ -217,6 +299,8 @@ class MainWindow(QMainWindow):
         avg = self.fontMetrics().averageCharWidth()
         splitter.setSizes([avg * 32, avg * 100])
         self.setCentralWidget(splitter)
+        self.splitter = splitter
+        self.question.setObjectName("question")
 
         self._shortcuts = []
         for keys, slot in (
@@ -224,7 +308,6 @@ class MainWindow(QMainWindow):
             ("Ctrl+Enter", self.send),
             ("Escape", self.stop),
             ("Ctrl+L", self.focus_question),
-            ("Ctrl+F", self.focus_search),
         ):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.activated.connect(slot)
@@ -246,9 +329,70 @@ class MainWindow(QMainWindow):
         self.library_dock.raise_()
         avg = self.fontMetrics().averageCharWidth()
         self.resizeDocks([self.library_dock], [avg * 80], Qt.Orientation.Horizontal)
-        menu = self.menuBar().addMenu("&View")
-        menu.addAction(self.library_dock.toggleViewAction())
-        menu.addAction(self.health_dock.toggleViewAction())
+
+    def _build_menus(self) -> None:
+        act = self._action
+        home = self.bridge.settings.home
+        self.open_data_action = act(
+            "Open data folder", lambda: self.open_folder(home), icon="data-folder"
+        )
+        self.open_data_action.setToolTip(f"Open {home} in the file manager")
+        self.quit_action = act("Quit", self.close, StandardKey.Quit, "Ctrl+Q")
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        self.find_action = act("Find in conversations", self.focus_search, StandardKey.Find)
+        self.shortcuts_action = act(
+            "Keyboard shortcuts", self.show_shortcuts, StandardKey.HelpContents, icon="keyboard"
+        )
+        self.open_log_action = act(
+            "Open log folder", lambda: self.open_folder(self.bridge.settings.log_dir)
+        )
+        self.welcome_action = act("Welcome…", self.show_welcome)
+        self.about_action = act("About Archivist", self.show_about, icon="about")
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        for a in (self.add_files_action, self.add_folder_action):
+            file.addAction(a)
+        file.addSeparator()
+        for a in (self.new_chat_action, self.export_action):
+            file.addAction(a)
+        file.addSeparator()
+        file.addAction(self.open_data_action)
+        file.addSeparator()
+        file.addAction(self.quit_action)
+
+        edit = bar.addMenu("&Edit")
+        for a in (self.copy_action, self.why_action, self.wrong_action, self.regenerate_action):
+            edit.addAction(a)
+        edit.addSeparator()
+        edit.addAction(self.find_action)
+        edit.addSeparator()
+        edit.addAction(self.settings_action)
+
+        view = bar.addMenu("&View")
+        view.addAction(self.library_dock.toggleViewAction())
+        view.addAction(self.health_dock.toggleViewAction())
+        view.addAction(self.toolbar.toggleViewAction())
+        view.addSeparator()
+        theme_menu = view.addMenu("&Theme")
+        self.theme_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for name in THEMES:
+            action = QAction(name.capitalize(), self, checkable=True)
+            action.setChecked(name == "system")
+            action.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            group.addAction(action)
+            theme_menu.addAction(action)
+            self.theme_actions[name] = action
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(self.welcome_action)
+        help_menu.addAction(self.open_log_action)
+        help_menu.addSeparator()
+        help_menu.addAction(self.about_action)
+        self.menus = {"File": file, "Edit": edit, "View": view, "Help": help_menu}
 
     def _build_status(self) -> None:
         status = self.statusBar()
@@ -290,6 +434,7 @@ class MainWindow(QMainWindow):
         b.ingestStarted.connect(self._on_ingest_started)
         b.ingestQueued.connect(self._on_ingest_queued)
         b.ingestProgress.connect(self.library.on_progress)
+        b.ingestProgress.connect(self._on_ingest_progress)
         b.ingestFinished.connect(self._on_ingest_finished)
         b.ingestFailed.connect(self._on_ingest_failed)
         b.watchReport.connect(self._on_watch_report)
@@ -299,6 +444,7 @@ class MainWindow(QMainWindow):
         b.healthUpdated.connect(self._on_health)
         b.breakersUpdated.connect(self.health.show_breakers)
         b.statsUpdated.connect(self.health.show_stats)
+        b.statsUpdated.connect(self._check_first_run)
         b.breakerChanged.connect(self.health.on_transition)
         b.statusFailed.connect(self._say)
         b.actionFailed.connect(self._say)
@@ -313,6 +459,7 @@ class MainWindow(QMainWindow):
         b.exportFailed.connect(self._say)
         b.settingsSaved.connect(self._on_settings_saved)
         b.settingsFailed.connect(self._on_settings_failed)
+        self.first_run.checked.connect(self._on_first_run_checked)
 
     def _say(self, message: str) -> None:
         self.last_error = message
@@ -618,7 +765,14 @@ class MainWindow(QMainWindow):
 
     def _on_ingest_started(self, n: int) -> None:
         self.library.on_started(n)
+        self.setWindowTitle(sv.progress_title(0.0))
+        if self.welcome is not None:
+            self.welcome.on_ingest_started(n)
         self._say(f"Adding {n} item(s)…")
+
+    def _on_ingest_progress(self, p: IngestProgress) -> None:
+        fraction = sv.ingest_fraction(p.files_done, p.files_total, p.bytes_done, p.bytes_total)
+        self.setWindowTitle(sv.progress_title(fraction))
 
     def _on_ingest_queued(self, waiting: int) -> None:
         self.library.on_queued(waiting)
@@ -628,7 +782,20 @@ class MainWindow(QMainWindow):
     def _on_ingest_finished(self, report: IngestReport) -> None:
         self.last_report = report
         self.library.on_finished(report)
+        self.setWindowTitle(sv.progress_title(None))
         self._say(self.library.eta_label.text())
+        if report.elapsed_s >= self.long_ingest_s:
+            self.notifier.notify(
+                "Archivist", sv.ingest_done_message(report.summary(), report.elapsed_s)
+            )
+        if self.welcome is not None:
+            self.welcome.on_ingest_finished(report)
+        if self._watch_after_ingest and not report.cancelled:
+            # A folder added from the welcome is watched once it is in (watching
+            # starts with a scan of its own, which then finds every file unchanged).
+            folders, self._watch_after_ingest = self._watch_after_ingest, []
+            form = form_from_settings(self.bridge.saved_settings)
+            self.bridge.save_settings(firstrun.form_with_watched(form, folders))
 
     def _on_watch_report(self, folder: str, report: IngestReport) -> None:
         self.library.on_watch_report(folder, report)
@@ -640,6 +807,9 @@ class MainWindow(QMainWindow):
 
     def _on_ingest_failed(self, message: str) -> None:
         self.library.on_failed(message)
+        self.setWindowTitle(sv.progress_title(None))
+        if self.welcome is not None:
+            self.welcome.on_ingest_failed(message)
         self._say(message)
 
     def _force_breaker(self, name: str, state: str) -> None:
@@ -671,21 +841,110 @@ class MainWindow(QMainWindow):
     def _on_settings_saved(self, result: SaveResult) -> None:
         if self.settings_dialog is not None:
             self.settings_dialog.saved(result)
+        if self.welcome is not None:
+            self.welcome.on_settings_saved(result)
         self._say(result.message().replace("\n", " "))
 
     def _on_settings_failed(self, message: str) -> None:
         if self.settings_dialog is not None:
             self.settings_dialog.show_error(message)
+        if self.welcome is not None:
+            self.welcome.on_settings_failed(message)
         self._say(message)
 
+    # ------------------------------------------------------------------ desktop
+
+    def open_folder(self, folder: object) -> None:
+        """Show a folder (the data or the log folder) in the desktop's file manager."""
+        self.open_url(QUrl.fromLocalFile(str(folder)))
+        self._say(f"Opened {folder}.")
+
+    def show_about(self) -> None:
+        if self.about_dialog is not None:
+            self.about_dialog.close()
+        s = self.bridge.settings
+        self.about_dialog = AboutDialog(s.home, s.log_dir, self.open_url, self)
+        self.about_dialog.show()
+
+    def show_shortcuts(self) -> None:
+        if self.shortcuts_dialog is not None:
+            self.shortcuts_dialog.close()
+        actions = [a for menu in self.menus.values() for a in menu.actions()]
+        extra = [
+            ("Send the question", "Ctrl+Enter"),
+            ("Stop the answer", "Esc"),
+            ("Go to the question box", "Ctrl+L"),
+            ("Delete the selected conversation", "Delete"),
+        ]
+        self.shortcuts_dialog = ShortcutsDialog(shortcut_rows(actions, extra), self)
+        self.shortcuts_dialog.show()
+
+    def set_theme(self, name: str) -> None:
+        applied = self.theme.apply(name)
+        self.theme_actions[applied].setChecked(True)
+
+    # ------------------------------------------------------------------ first run
+
+    def _check_first_run(self, stats: StatsSnapshot) -> None:
+        if self._welcome_checked:
+            return
+        self._welcome_checked = True
+        self.first_run.check(stats.knowledge_base.documents)
+
+    def _on_first_run_checked(self, show: bool) -> None:
+        if show:
+            self.show_welcome()
+
+    def show_welcome(self) -> None:
+        """The welcome flow (non-modal: the window stays usable behind it)."""
+        if self.welcome is not None:
+            self.welcome.raise_()
+            self.welcome.activateWindow()
+            return
+        dialog = WelcomeDialog(self.first_run, self)
+        dialog.addFilesRequested.connect(self._choose_files)
+        dialog.folderChosen.connect(self.add_watched_folder)
+        dialog.pathsDropped.connect(self.ingest_paths)
+        dialog.saveRequested.connect(self.bridge.save_settings)
+        dialog.askRequested.connect(self.ask_now)
+        dialog.chatRequested.connect(self._to_chat)
+        dialog.finished.connect(self._welcome_closed)
+        self.welcome = dialog
+        dialog.show()
+
+    def _welcome_closed(self) -> None:
+        self.welcome = None
+
+    def add_watched_folder(self, folder: str) -> None:
+        """Add ``folder`` now and watch it once its documents are in."""
+        self._watch_after_ingest.append(folder)
+        self.ingest_paths([folder])
+
+    def ask_now(self, question: str) -> None:
+        self.question.setPlainText(question)
+        self.send()
+
+    def _to_chat(self, question: str) -> None:
+        if question and not self.question.toPlainText().strip():
+            self.question.setPlainText(question)
+        self.activateWindow()
+        self.focus_question()
+
     def changeEvent(self, event: QEvent) -> None:
-        # Rich text resolves link colours when it is set: re-render on a theme change.
+        # Rich text resolves link colours when it is set, and the icons are drawn in
+        # the text colour: both follow a theme change.
         if event.type() == QEvent.Type.PaletteChange:
             self._render()
+            self._apply_icons()
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.window_state.save(self, self.splitter, self.theme.current)
         self.health_timer.stop()
         self.health.countdown.stop()
         self._render_timer.stop()
+        if self.welcome is not None:
+            self.welcome.close()  # marks the first run done
+        self.first_run.cancel(keep_marking=True)
+        self.notifier.close()
         super().closeEvent(event)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QApplication, QTextBrowser
 from pytestqt.qtbot import QtBot
 
 from app.bridge import ServicesBridge
+from app.firstrun import mark_done
 from app.window import MainWindow
 from core.config import load_settings
 
@@ -85,10 +86,16 @@ class Gui:
                 raise AssertionError(f"timed out waiting for {what or predicate}")
             await asyncio.sleep(0.02)
 
-    def open(self, config: str | None = NO_EMBED) -> MainWindow:
-        """A started window on ``home`` (``config`` is written to archivist.toml first)."""
+    def open(self, config: str | None = NO_EMBED, *, welcome: bool = False) -> MainWindow:
+        """A started window on ``home`` (``config`` is written to archivist.toml first).
+
+        Without ``welcome`` the first run counts as done (its mark is written), so
+        the welcome flow does not open over the window.
+        """
         if config is not None:
             (self.home / "archivist.toml").write_text(config, encoding="utf-8")
+        if not welcome:
+            mark_done(self.home)
         bridge = ServicesBridge(load_settings())
         window = MainWindow(bridge)
         self.qtbot.addWidget(window)
