@@ -3,9 +3,9 @@
 ``ChatSession`` holds what one open chat knows: its ``Conversation``, the turn
 being answered (question, quotes found first, tokens so far) and, for the
 answers that arrived while it was open, the live ``Answer`` (its cache entry,
-the provider that broke off, the evidence check). Saved turns keep none of
-these, so "This answer is wrong", "Regenerate" and dimmed sentences exist only
-while the chat is open.
+the provider that broke off). Saved turns keep the evidence check (quotes,
+dimmed sentences, abstention), so a reopened chat looks the same; "This answer
+is wrong" and "Regenerate" exist only while the chat is open.
 
 The window feeds it the bridge's signals and asks it what a click means:
 ``route(href)`` turns a link of the conversation HTML into an action value
@@ -107,6 +107,16 @@ def answered_message(answer: Answer) -> str:
 # --------------------------------------------------------------------------- the session
 
 
+def _kept_evidence(conv: Conversation) -> dict[int, Evidence]:
+    """The evidence the saved turns of ``conv`` kept, by turn index."""
+    out = {}
+    for index, turn in enumerate(conv.turns):
+        kept = Evidence.of_turn(turn)
+        if kept is not None:
+            out[index] = kept
+    return out
+
+
 class ChatSession:
     """One open chat: the conversation, the live answer, and what each link does."""
 
@@ -116,7 +126,7 @@ class ChatSession:
         self._answers: dict[int, Answer] = {}
         self._skipped: dict[int, frozenset[str]] = {}  # providers a regenerate left out
         self._notes: dict[int, str] = {}
-        self._evidence: dict[int, Evidence] = {}  # quotes shown, sentences dimmed
+        self._evidence = _kept_evidence(conv)  # quotes shown, sentences dimmed
         self._pending_skip: frozenset[str] = frozenset()
         self.live_question: str | None = None
         self.live_quotes: tuple[Citation, ...] = ()
@@ -129,7 +139,7 @@ class ChatSession:
         self._answers.clear()
         self._skipped.clear()
         self._notes.clear()
-        self._evidence.clear()
+        self._evidence = _kept_evidence(conv)
         self._pending_skip = frozenset()
         self._end_live()
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from core.conversations import Explanation, Turn
+from core.conversations import Explanation, Turn, answer_evidence
 from core.security.sanitize import render_safe_markdown, safe_text
 from core.types import Answer, Citation
 
@@ -28,7 +28,6 @@ QUOTES_HEADING = "From your documents:"
 CLOSEST_HEADING = "The closest passages in your documents:"
 UNSUPPORTED_NOTE = "Sentences in grey were not found in your documents."
 QUOTE_CHARS = 400  # a longer quote is cut (the source view shows all of it)
-CLOSEST_PASSAGES = 3
 
 
 def markdown_html(
@@ -65,16 +64,15 @@ class Evidence:
 
     @classmethod
     def of(cls, answer: Answer) -> Evidence:
-        quotes = answer.quotes
-        if answer.abstained and not quotes:
-            quotes = tuple(
-                Citation.of(i + 1, sc.chunk, sc.score)
-                for i, sc in enumerate(answer.retrieved[:CLOSEST_PASSAGES])
-            )
-        unsupported: tuple[tuple[int, int], ...] = ()
-        if not answer.abstained:
-            unsupported = tuple((s.start, s.end) for s in answer.sentences if not s.supported)
+        quotes, unsupported = answer_evidence(answer)
         return cls(quotes, unsupported, answer.abstained)
+
+    @classmethod
+    def of_turn(cls, turn: Turn) -> Evidence | None:
+        """The evidence a saved turn kept, or None when it kept none."""
+        if not (turn.quotes or turn.unsupported or turn.abstained):
+            return None
+        return cls(turn.quotes, turn.unsupported, turn.abstained)
 
 
 def _place(c: Citation) -> str:

@@ -38,6 +38,8 @@ from core.types import Answer, BreakerSnapshot, Citation
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# An abstention shows this many of the closest passages when it has no quotes.
+CLOSEST_PASSAGES = 3
 _ID = re.compile(r"^[0-9a-f]{8,40}$")
 TITLE_CHARS = 80
 
@@ -99,6 +101,13 @@ class Turn:
     citations: tuple[Citation, ...] = ()
     explanation: Explanation | None = None
     error: str | None = None
+    # What the evidence check said, kept so a reopened chat shows the same marks:
+    # the supporting sentences shown above the answer (for an abstention, the
+    # closest passages), the spans of ``answer`` the documents were not found to
+    # say, and whether the answer is "the documents do not contain it".
+    quotes: tuple[Citation, ...] = ()
+    unsupported: tuple[tuple[int, int], ...] = ()
+    abstained: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,15 +199,36 @@ def explain(answer: Answer, breakers: Sequence[BreakerSnapshot] = ()) -> Explana
     )
 
 
+def answer_evidence(
+    answer: Answer,
+) -> tuple[tuple[Citation, ...], tuple[tuple[int, int], ...]]:
+    """The quotes shown with ``answer`` (for an abstention without quotes, the
+    closest passages) and the spans of its text the documents do not support."""
+    quotes = answer.quotes
+    if answer.abstained and not quotes:
+        quotes = tuple(
+            Citation.of(i + 1, sc.chunk, sc.score)
+            for i, sc in enumerate(answer.retrieved[:CLOSEST_PASSAGES])
+        )
+    unsupported: tuple[tuple[int, int], ...] = ()
+    if not answer.abstained:
+        unsupported = tuple((s.start, s.end) for s in answer.sentences if not s.supported)
+    return quotes, unsupported
+
+
 def turn_from_answer(
     answer: Answer, breakers: Sequence[BreakerSnapshot] = (), *, asked_at: float | None = None
 ) -> Turn:
+    quotes, unsupported = answer_evidence(answer)
     return Turn(
         question=answer.question,
         answer=answer.text,
         asked_at=time.time() if asked_at is None else asked_at,
         citations=answer.citations,
         explanation=explain(answer, breakers),
+        quotes=quotes,
+        unsupported=unsupported,
+        abstained=answer.abstained,
     )
 
 
@@ -212,7 +242,7 @@ def to_markdown(conv: Conversation) -> str:
         if turn.error:
             lines += [f"> {turn.error}", ""]
         if turn.answer:
-            lines += [turn.answer, ""]
+            lines += [_marked_answer(turn), ""]
         notice = turn.explanation.notice if turn.explanation else None
         if notice:
             lines += [f"> {notice}", ""]
@@ -226,6 +256,15 @@ def to_markdown(conv: Conversation) -> str:
                 lines.append(f"- [{c.marker}] `{c.source}`{page}: {snippet}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _marked_answer(turn: Turn) -> str:
+    """The answer, each sentence the documents do not support followed by a mark."""
+    text = turn.answer
+    for start, end in sorted(turn.unsupported, reverse=True):
+        if 0 <= start < end <= len(text):
+            text = text[:end] + " _(not found in your documents)_" + text[end:]
+    return text
 
 
 def _date(ts: float) -> str:
@@ -338,6 +377,9 @@ def conversation_to_json(conv: Conversation) -> dict[str, Any]:
                 "explanation": (
                     None if t.explanation is None else _explanation_to_json(t.explanation)
                 ),
+                "quotes": [c.to_json() for c in t.quotes],
+                "unsupported": [list(span) for span in t.unsupported],
+                "abstained": t.abstained,
             }
             for t in conv.turns
         ],
@@ -362,6 +404,11 @@ def conversation_from_json(d: Mapping[str, Any]) -> Conversation:
                     if t.get("explanation") is None
                     else _explanation_from_json(t["explanation"])
                 ),
+                quotes=tuple(Citation.from_json(c) for c in t.get("quotes") or ()),
+                unsupported=tuple(
+                    (int(span[0]), int(span[1])) for span in t.get("unsupported") or ()
+                ),
+                abstained=bool(t.get("abstained", False)),
             )
             for t in d.get("turns") or ()
         ),

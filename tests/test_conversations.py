@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from core.conversations import (
     turn_from_answer,
 )
 from core.errors import UsageError
-from core.types import Answer, CacheMatch, Chunk, Citation, ScoredChunk
+from core.types import Answer, AnswerSentence, CacheMatch, Chunk, Citation, ScoredChunk
 
 
 def _answer(question: str = "When was the lighthouse built?") -> Answer:
@@ -113,3 +114,47 @@ def test_explanation_keeps_missing_scores_as_none() -> None:
 def test_long_questions_get_a_short_title() -> None:
     title = make_title("word " * 100)
     assert len(title) <= 80 and title.endswith("…")
+
+
+def test_the_evidence_check_is_saved_with_the_turn_and_exported(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations")
+    base = _answer()
+    quote = Citation.of(1, base.retrieved[0].chunk, 0.9, (0, 21))
+    text = "It was built in 1874 [1]. It was painted red in 1990."
+    answer = replace(
+        base,
+        text=text,
+        quotes=(quote,),
+        sentences=(
+            AnswerSentence(text[:25], 0, 25, True, (1,), 0.9),
+            AnswerSentence(text[26:], 26, len(text), False, (), 0.1),
+        ),
+    )
+    conv = store.new().with_turn(turn_from_answer(answer))
+    store.save(conv)
+    turn = store.load(conv.id).turns[0]
+    assert turn.quotes == (quote,) and turn.quotes[0].quote == "It was built in 1874."
+    assert turn.unsupported == ((26, len(text)),) and not turn.abstained
+    exported = to_markdown(store.load(conv.id))
+    assert "It was painted red in 1990. _(not found in your documents)_" in exported
+    assert "1874 [1]. _(not found" not in exported
+
+    abstained = replace(base, text="The documents do not contain it.", quotes=(), abstained=True)
+    turn = turn_from_answer(abstained)
+    assert turn.abstained and turn.unsupported == ()
+    assert [q.text for q in turn.quotes] == ["It was built in 1874."]  # the closest passage
+
+
+def test_a_conversation_saved_before_the_evidence_fields_still_loads(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations")
+    conv = store.new().with_turn(turn_from_answer(_answer()))
+    store.save(conv)
+    path = next((tmp_path / "conversations").glob("*.json"))
+    data = json.loads(path.read_text())
+    for t in data["turns"]:
+        for key in ("quotes", "unsupported", "abstained"):
+            del t[key]
+    path.write_text(json.dumps(data))
+    turn = store.load(conv.id).turns[0]
+    assert turn.quotes == () and turn.unsupported == () and turn.abstained is False
+    assert turn.answer == "It was built in 1874 [1]."

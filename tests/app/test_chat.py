@@ -186,3 +186,17 @@ def test_the_status_line_says_who_answered_or_that_the_documents_lack_it() -> No
     )
     cut = answered_message(answer("Part", interrupted_by="primary", provider="secondary"))
     assert cut.endswith("you can regenerate it with another model.")
+
+
+def test_a_reopened_chat_shows_the_quotes_and_grey_sentences_it_had() -> None:
+    chat = _session()
+    quote = quoted(1, BUILT)
+    text = "It was built in 1874 [1]. It is painted red."
+    chat.started("When was the lighthouse built?")
+    chat.quotes_arrived([quote])
+    chat.answered(answer(text, citations=[plain(1)], quotes=[quote], unsupported=[text[26:]]))
+    reopened = ChatSession(chat.conv)
+    page = reopened.html()
+    assert page.index("From your documents:") < page.index("It was built in 1874")
+    assert 'title="Not found in your documents">It is painted red.</span>' in page
+    assert reopened.route("cite:0:1") == OpenSource(quote)
