@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench/answers.py --questions Q.jsonl --corpus DIR \\
         [--kb DIR] [--local-model off|auto|NAME] [--limit N] [--json] [--features]
+    .venv/bin/python tests/bench/answers.py --mini [--local-model ...]
 
 ``--kb`` is a data folder where ``DIR`` was already ingested (it is copied to a
 temporary folder first, so it is never changed); without it the corpus is
@@ -33,6 +34,24 @@ from core.config import default_home, load_settings  # noqa: E402
 from core.evaluation import load_questions  # noqa: E402
 from core.services import Services  # noqa: E402
 from core.types import Answer  # noqa: E402
+
+
+def write_mini_questions(corpus: Path, path: Path) -> Path:
+    """Write the mini corpus into ``corpus`` and its questions (JSON lines) to ``path``."""
+    from tests.support.mini_corpus import write_mini_corpus
+
+    corpus.mkdir(parents=True)
+    with path.open("w", encoding="utf-8") as out:
+        for i, q in enumerate(write_mini_corpus(corpus)):
+            row = {
+                "id": f"mini{i:02d}",
+                "question": q.question,
+                "relevant": [q.source_name] if q.source_name else [],
+                "answer_contains": list(q.answer_contains),
+                "kind": q.kind if q.answer_contains else "unanswerable",
+            }
+            out.write(json.dumps(row) + "\n")
+    return path
 
 
 async def gate_features(services: Services, questions: list[Any]) -> list[dict[str, Any]]:
@@ -74,17 +93,28 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--questions", required=True)
-    p.add_argument("--corpus", required=True, type=Path)
+    p.add_argument("--questions")
+    p.add_argument("--corpus", type=Path)
+    p.add_argument(
+        "--mini",
+        action="store_true",
+        help="the mixed-format mini corpus (tests/support/mini_corpus.py) and its questions",
+    )
     p.add_argument("--kb", type=Path)
     p.add_argument("--local-model", default="off")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--features", action="store_true")
     args = p.parse_args()
+    if not args.mini and (args.questions is None or args.corpus is None):
+        p.error("--questions and --corpus are required (or --mini)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="archivist-bench-answers-") as tmp:
         home = Path(tmp) / "home"
+        if args.mini:
+            args.corpus = Path(tmp) / "mini"
+            args.questions = str(write_mini_questions(args.corpus, Path(tmp) / "mini.jsonl"))
+            args.kb = None
         if args.kb is not None:
             shutil.copytree(args.kb, home, ignore=shutil.ignore_patterns("logs", "*.lock"))
         else:
