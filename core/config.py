@@ -211,10 +211,14 @@ class ProviderSettings:
 
 @dataclass(frozen=True)
 class SecuritySettings:
-    # What to do with a question the injection detector scores >= block_at:
-    # "refuse" answers with an explanation and sends nothing to a model; "warn"
-    # answers and shows the warning. Flagged (>= flag_at) questions always warn.
-    question_policy: str = "refuse"
+    # What to do with a question the injection detector scores >= block_at.
+    # "warn" (the default: on a desktop the person typing owns the documents)
+    # answers from the documents with a visible notice; "refuse", for shared
+    # deployments, answers with an explanation and sends nothing to a model.
+    # Flagged (>= flag_at) questions always warn. Document passages scoring
+    # >= flag_at are kept out of every prompt whatever the policy.
+    # flag_at 0.5 / block_at 0.8 chosen on tests/eval/injection_tuning.jsonl.
+    question_policy: str = "warn"
     flag_at: float = 0.5
     block_at: float = 0.8
     max_question_chars: int = 2000
@@ -314,6 +318,16 @@ class Settings:
     # "off" answers extractively; a catalog name or .gguf path picks the model.
     local_model: str = "auto"
     models_dir_override: Path | None = None
+
+    def __repr__(self) -> str:
+        """Every field, with the database and Redis URLs' passwords masked."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"database_url", "redis_url"} and isinstance(value, str):
+                value = redact_url(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
 
     @property
     def log_dir(self) -> Path:

@@ -62,6 +62,8 @@ class RetrievedInfo:
     vector_rank: int | None = None
     fused_score: float | None = None
     rerank_score: float | None = None
+    # Flagged at ingestion as text that speaks to a model (kept out of the prompt).
+    injection_categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ def explain(answer: Answer, breakers: Sequence[BreakerSnapshot] = ()) -> Explana
             vector_rank=s.vector_rank,
             fused_score=s.fused_score,
             rerank_score=s.rerank_score,
+            injection_categories=s.chunk.injection_categories,
         )
         for i, s in enumerate(answer.retrieved)
     )
@@ -297,6 +300,7 @@ def _explanation_to_json(e: Explanation) -> dict[str, Any]:
                 "vector_rank": r.vector_rank,
                 "fused_score": r.fused_score,
                 "rerank_score": r.rerank_score,
+                "injection_categories": list(r.injection_categories),
             }
             for r in e.retrieved
         ],
@@ -344,6 +348,7 @@ def _explanation_from_json(d: Mapping[str, Any]) -> Explanation:
                 vector_rank=_opt_int(r.get("vector_rank")),
                 fused_score=_opt_float(r.get("fused_score")),
                 rerank_score=_opt_float(r.get("rerank_score")),
+                injection_categories=tuple(str(c) for c in r.get("injection_categories") or ()),
             )
             for r in d.get("retrieved") or ()
         ),

@@ -84,6 +84,22 @@ class Chunk:
     end: int
     page: int | None
     heading_path: tuple[str, ...] = ()
+    # Prompt-injection score of ``text``, stored at ingestion (None: not scanned yet),
+    # and, when it was flagged there, the detector's categories (empty otherwise).
+    injection_score: float | None = None
+    injection_categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedPassage:
+    """A passage of a source the injection detector flagged (source view, audit)."""
+
+    chunk_id: int
+    start: int  # character offsets into the source's extracted text
+    end: int
+    page: int | None
+    score: float
+    categories: tuple[str, ...]
 
 
 class FileStatus(enum.StrEnum):

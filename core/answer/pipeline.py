@@ -279,7 +279,8 @@ class AskPipeline:
 
         # Retrieved text is data. Passages that read like instructions to a model
         # (indirect injection) are left out of the prompt and the user is told.
-        # Regex scoring of every passage: a worker thread, not the (GUI) event loop.
+        # Flags are stored per chunk at ingestion; a chunk stored before that is
+        # scored here, in a worker thread, not on the (GUI) event loop.
         kept = await asyncio.to_thread(self._without_injections, scored)
         dropped = len(scored) - len(kept)
         if dropped:
@@ -567,9 +568,15 @@ class AskPipeline:
         )
 
     def _without_injections(self, scored: Sequence[ScoredChunk]) -> list[ScoredChunk]:
-        return [
-            sc for sc in scored if not self._detector.scan(sc.chunk.text, source="document").blocked
-        ]
+        """The passages not flagged (at ingestion, or now if never scanned)."""
+        kept = []
+        for sc in scored:
+            score = sc.chunk.injection_score
+            if score is None:
+                score = self._detector.scan(sc.chunk.text, source="document").score
+            if self._detector.level_of(score) == "allow":
+                kept.append(sc)
+        return kept
 
     async def _cached_query_vector(
         self, text: str, trace: AskTrace, cache: CacheService | None

@@ -65,6 +65,9 @@ chunks = Table(
     Column("heading_path", Text, nullable=False, default=""),  # " > "-joined
     Column("token_count", Integer, nullable=False, default=0),
     Column("text_hash", String(64), nullable=False),
+    # Prompt-injection flags, computed once at ingestion (NULL: not scanned yet).
+    Column("injection_score", Float),
+    Column("injection_categories", Text),  # comma-separated when flagged; "" when not
     Index("ix_chunks_document_id_ordinal", "document_id", "ordinal"),
 )
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db.schema import chunks, documents, embeddings, kb_meta, quarantine
-from core.types import Chunk, ChunkDraft, ExtractedDocument, FloatArray
+from core.types import Chunk, ChunkDraft, ExtractedDocument, FlaggedPassage, FloatArray
 
 HEADING_SEP = " > "
 
@@ -217,7 +217,13 @@ _CHUNK_COLS = (
     chunks.c.end,
     chunks.c.page,
     chunks.c.heading_path,
+    chunks.c.injection_score,
+    chunks.c.injection_categories,
 )
+
+
+def _categories(value: str | None) -> tuple[str, ...]:
+    return tuple(c for c in (value or "").split(",") if c)
 
 
 def _chunk(row: Any) -> Chunk:
@@ -231,7 +237,66 @@ def _chunk(row: Any) -> Chunk:
         end=row.end,
         page=row.page,
         heading_path=tuple(row.heading_path.split(HEADING_SEP)) if row.heading_path else (),
+        injection_score=row.injection_score,
+        injection_categories=_categories(row.injection_categories),
     )
+
+
+# ---------------------------------------------------------------- injection flags
+
+
+def set_injection_flags(
+    conn: Connection, flags: Sequence[tuple[int, float, Sequence[str]]]
+) -> None:
+    """Store (chunk id, score, categories) for scanned chunks (clean ones score 0)."""
+    if not flags:
+        return
+    stmt = (
+        sa.update(chunks)
+        .where(chunks.c.id == sa.bindparam("cid"))
+        .values(
+            injection_score=sa.bindparam("score"),
+            injection_categories=sa.bindparam("categories"),
+        )
+    )
+    conn.execute(
+        stmt,
+        [{"cid": cid, "score": score, "categories": ",".join(cats)} for cid, score, cats in flags],
+    )
+
+
+def unscanned_chunks(conn: Connection, limit: int = 2000) -> list[tuple[int, str]]:
+    """(chunk id, text) of chunks never scanned for injection (ingested before 0003)."""
+    rows = conn.execute(
+        sa.select(chunks.c.id, chunks.c.text)
+        .where(chunks.c.injection_score.is_(None))
+        .order_by(chunks.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.text) for r in rows]
+
+
+def flagged_passages(conn: Connection, path: str, min_score: float) -> list[FlaggedPassage]:
+    """The passages of the document at ``path`` scored ``>= min_score``, in text order."""
+    rows = conn.execute(
+        sa.select(
+            chunks.c.id,
+            chunks.c.start,
+            chunks.c.end,
+            chunks.c.page,
+            chunks.c.injection_score,
+            chunks.c.injection_categories,
+        )
+        .join(documents, documents.c.id == chunks.c.document_id)
+        .where(documents.c.path == path, chunks.c.injection_score >= min_score)
+        .order_by(chunks.c.ordinal)
+    )
+    return [
+        FlaggedPassage(
+            r.id, r.start, r.end, r.page, r.injection_score, _categories(r.injection_categories)
+        )
+        for r in rows
+    ]
 
 
 def chunks_by_ids(conn: Connection, ids: Sequence[int]) -> dict[int, Chunk]:

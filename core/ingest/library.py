@@ -2,9 +2,10 @@
 
 ``Library`` runs ingestion (the ``Ingestor`` pipeline), applies each change to
 the search index, flags passages that read like instructions to a model
-(indirect prompt injection), audits it all and follows watched folders; it also
-answers the reads the window and the CLI need (filters from paths, a source's
-text, the quarantine). ``Services`` hands it the engine, the index, the embedder
+(indirect prompt injection: scored once here and stored per chunk, so asking
+never re-scans), audits it all and follows watched folders; it also answers the
+reads the window and the CLI need (filters from paths, a source's text and its
+flagged passages, the quarantine). ``Services`` hands it the engine, the index, the embedder
 and the parsing pool (created on first use through ``make_executor``) and
 closes it; the folder watcher is the one thing it starts and stops itself.
 """
@@ -29,7 +30,15 @@ from core.ingest.pipeline import Ingestor
 from core.logs import request_context
 from core.retrieval.search import SearchIndex
 from core.security.injection import InjectionDetector
-from core.types import IndexDelta, IngestProgress, IngestReport, SearchFilters
+from core.security.paths import path_problem
+from core.types import (
+    Chunk,
+    FlaggedPassage,
+    IndexDelta,
+    IngestProgress,
+    IngestReport,
+    SearchFilters,
+)
 from core.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
@@ -72,7 +81,12 @@ class Library:
     ) -> IngestReport:
         if not paths:
             raise UsageError("Nothing to ingest: give at least one file or folder.")
+        for p in paths:
+            problem = path_problem(p, "ingest")
+            if problem is not None:
+                raise UsageError(problem)
         index = self._index = await self._wait_index()
+        await asyncio.to_thread(self.flag_unscanned)
         if self._ingestor is None:
             self._ingestor = Ingestor(
                 self._engine,
@@ -113,6 +127,15 @@ class Library:
     async def watch(self, folders: Sequence[str]) -> None:
         """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
         await self.aclose()
+        allowed = []
+        for folder in folders:
+            problem = path_problem(folder, "watch", require_exists=False)
+            if problem is None:
+                allowed.append(folder)
+                continue
+            log.warning("not watching %s: %s", folder, problem)
+            self._audit("watch", "refused", detail={"path": folder, "reason": problem})
+        folders = allowed
         if folders:
             self.watcher = FolderWatcher(folders, self.ingest, on_report=self._on_watch_report)
             await self.watcher.start()
@@ -137,12 +160,23 @@ class Library:
     def _on_change(self, delta: IndexDelta) -> None:
         """Apply an ingestion change (called from a worker thread of the pipeline)."""
         assert self._index is not None
+        if delta.added:
+            self._flag(delta.added)
         self._index.apply(delta)
         self._changed.update(delta.documents)
-        for chunk, report in self._detector.scan_chunks(delta.added):
-            # Indirect prompt injection: flagged chunks stay searchable (the user
-            # may be reading about attacks) but are recorded; at ask time, chunks
-            # the detector blocks are kept out of the prompt.
+
+    def _flag(self, chunks: Sequence[Chunk]) -> None:
+        """Score each new chunk once and store it; record the flagged ones.
+
+        Indirect prompt injection: flagged chunks stay searchable and readable
+        (the user may be reading about attacks) but never reach a model's prompt.
+        """
+        scores: list[tuple[int, float, tuple[str, ...]]] = []
+        for chunk in chunks:
+            report = self._detector.scan(chunk.text, source="document")
+            scores.append((chunk.id, report.score, report.categories if report.flagged else ()))
+            if not report.flagged:
+                continue
             log.warning(
                 "possible prompt injection in %s (chunk %d): %s",
                 chunk.source,
@@ -160,6 +194,24 @@ class Library:
                     "categories": list(report.categories),
                 },
             )
+        with self._engine.begin() as conn:
+            store.set_injection_flags(conn, scores)
+
+    def flag_unscanned(self) -> int:
+        """Score chunks stored before flags existed (blocking: a worker thread)."""
+        done = 0
+        while True:
+            with self._engine.connect() as conn:
+                batch = store.unscanned_chunks(conn)
+            if not batch:
+                return done
+            scores = []
+            for cid, text in batch:
+                report = self._detector.scan(text, source="document")
+                scores.append((cid, report.score, report.categories if report.flagged else ()))
+            with self._engine.begin() as conn:
+                store.set_injection_flags(conn, scores)
+            done += len(batch)
 
     # ------------------------------------------------------------------ reads
 
@@ -205,6 +257,15 @@ class Library:
         if text is None:
             raise UsageError(f"{path} is not in the knowledge base.")
         return text
+
+    async def flagged_passages(self, path: str) -> list[FlaggedPassage]:
+        """The passages of a source that are kept out of every prompt, in text order."""
+
+        def read() -> list[FlaggedPassage]:
+            with self._engine.connect() as conn:
+                return store.flagged_passages(conn, path, self._detector.flag_at)
+
+        return await asyncio.to_thread(read)
 
     async def quarantined(self) -> list[tuple[str, str, float]]:
         def read() -> list[tuple[str, str, float]]:
