@@ -4,6 +4,7 @@ The dialog fills a ``SettingsForm``; ``save_form`` merges it into the existing
 file (keys the dialog does not show are kept), validates the result by building
 it through ``core.config.load_settings`` (so every message names the key), and
 only then replaces the file atomically. It returns what needs a restart.
+An API key typed in the dialog goes to the OS keyring, never into the file.
 Call it through ``asyncio.to_thread``.
 """
 
@@ -23,6 +24,8 @@ from typing import Any
 from core.config import CONFIG_NAME, Settings, load_settings
 from core.conversations import write_atomically
 from core.errors import ConfigError, StorageError
+from core.security.paths import path_problem
+from core.security.secrets import KeyringUnavailable, store_api_key
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -36,6 +39,8 @@ class ProviderRow:
     api_key_env: str = ""
     timeout_s: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys the dialog does not edit
+    # A key typed in the dialog, for the OS keyring (None: leave the stored one alone).
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,11 @@ def changed_keys(old: SettingsForm, new: SettingsForm) -> tuple[str, ...]:
 
 
 def save_form(
-    current: Settings, form: SettingsForm, previous: Settings | None = None
+    current: Settings,
+    form: SettingsForm,
+    previous: Settings | None = None,
+    *,
+    keyring_backend: Any = None,
 ) -> SaveResult:
     """Validate ``form`` merged into the config file and write it; see the module docstring.
 
@@ -300,6 +309,10 @@ def save_form(
             "give a reranker model name or a local folder, or turn the reranker off",
             key="retrieval.reranker",
         )
+    for i, folder in enumerate(f for f in form.watched_folders if f.strip()):
+        problem = path_problem(folder.strip(), "watch", require_exists=False)
+        if problem is not None:
+            raise ConfigError(problem, key=f"watched_folders[{i}]")
     path = current.config_file or current.home / CONFIG_NAME
     text = dump_toml(merged_config(read_config(path), form))
     new = validate_text(text, current.home, path)
@@ -308,4 +321,20 @@ def save_form(
     except OSError as exc:
         raise StorageError(f"The settings could not be written to {path}: {exc}") from exc
     changed = changed_keys(form_from_settings(previous or current), form_from_settings(new))
-    return SaveResult(path, new, restart_needed(current, new), changed=changed)
+    notes: list[str] = []
+    stored: list[str] = []
+    for row in form.providers:
+        if row.api_key and row.api_key.strip():
+            try:
+                store_api_key(row.name.strip(), row.api_key.strip(), backend=keyring_backend)
+            except KeyringUnavailable as exc:
+                notes.append(str(exc))
+            else:
+                stored.append(row.name.strip())
+    if stored:
+        notes.append("API key stored in the OS keyring for: " + ", ".join(stored) + ".")
+        changed = (*changed, *(f"providers.{name}.api_key" for name in stored))
+    restart = restart_needed(current, new)
+    if stored and "providers" not in restart:
+        restart = (*restart, "providers")
+    return SaveResult(path, new, restart, tuple(notes), changed=changed)

@@ -2,7 +2,8 @@
 # Install the Debian packages Archivist needs, only those that are missing.
 #   packaging/system-deps.sh run    Qt's X11/EGL libraries (to open the window)
 #   packaging/system-deps.sh test   + redis-server, PostgreSQL, Xvfb, the Python 3.11
-#                                   HTML docs (a real corpus the tests ingest)
+#                                   HTML docs (a real corpus the tests ingest),
+#                                   dbus + gnome-keyring (the real keyring test)
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ run_pkgs=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus
   libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1 libglib2.0-0
   cmake g++)  # cmake and g++ build llama-cpp-python (the local model) once
 test_pkgs=(redis-server postgresql xvfb python3.11-doc libtasn1-doc debian-handbook)
+# The OS keyring the key-storage test uses for real: a D-Bus session bus and
+# gnome-keyring's Secret Service (started headless by tests/security/test_secrets.py).
+test_pkgs+=(dbus gnome-keyring)
 # desktop-file-validate and appstreamcli validate resources/ (tests/app/test_resources.py)
 test_pkgs+=(desktop-file-utils appstream)
 
