@@ -38,13 +38,21 @@ from app.render import ERROR_COLOUR, fmt_rank, fmt_score
 from app.settings_file import WATCHING_NOTE, ProviderRow, SaveResult, SettingsForm
 from core.config import PROVIDER_KINDS, Settings
 from core.conversations import Turn
-from core.types import Citation
+from core.security.paths import path_problem
+from core.types import Citation, FlaggedPassage
 
 # The one fixed background: a highlighter yellow with black text, readable on any theme.
 HIGHLIGHT_BG = QColor(255, 224, 102)
 HIGHLIGHT_FG = QColor(0, 0, 0)
 # The rest of the cited passage: the same yellow, faint, over the theme's own text colour.
 PASSAGE_BG = QColor(255, 224, 102, 60)
+# A passage flagged as text that speaks to an AI model: a faint red, never the highlighter.
+FLAGGED_BG = QColor(220, 60, 60, 55)
+
+
+def flag_words(categories: Sequence[str]) -> str:
+    """A flagged passage's categories as words ("instruction override, ...")."""
+    return ", ".join(c.replace("_", " ") for c in categories) or "instructions to a model"
 
 
 def quote_span(citation: Citation) -> tuple[int, int]:
@@ -62,10 +70,20 @@ class SourceDialog(QDialog):
     whole passage.
     """
 
-    def __init__(self, path: str, text: str, citation: Citation, parent: QWidget | None) -> None:
+    def __init__(
+        self,
+        path: str,
+        text: str,
+        citation: Citation,
+        parent: QWidget | None,
+        flagged: Sequence[FlaggedPassage] = (),
+    ) -> None:
+        """``flagged``: the source's passages flagged at ingestion
+        (``Library.flagged_passages``); they are tinted red and listed above the text."""
         super().__init__(parent)
         self.path = path
         self.citation = citation
+        self.flagged: tuple[FlaggedPassage, ...] = ()
         page = f" — page {citation.page}" if citation.page else ""
         self.setWindowTitle(f"[{citation.marker}] {Path(path).name}{page}")
         fm = self.fontMetrics()
@@ -88,6 +106,11 @@ class SourceDialog(QDialog):
         header.setWordWrap(True)
         header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(header)
+        self.flag_note = QLabel("", self)
+        self.flag_note.setWordWrap(True)
+        self.flag_note.setAccessibleName("Flagged passages of this source")
+        self.flag_note.hide()
+        layout.addWidget(self.flag_note)
         self.view = QPlainTextEdit(self)
         self.view.setReadOnly(True)
         self.view.setPlainText(text)
@@ -112,6 +135,28 @@ class SourceDialog(QDialog):
         layout.addWidget(buttons)
         self.selected_text = ""
         self.highlight(*self.highlight_range, passage=(citation.start, citation.end))
+        if flagged:
+            self.show_flagged(flagged)
+
+    def show_flagged(self, flagged: Sequence[FlaggedPassage]) -> None:
+        """Tint the passages flagged at ingestion and say what that means."""
+        self.flagged = tuple(flagged)
+        if not self.flagged:
+            self.flag_note.hide()
+        else:
+            where = "; ".join(
+                (f"page {f.page}, " if f.page else "")
+                + f"characters {f.start}–{f.end} ({flag_words(f.categories)})"
+                for f in self.flagged[:5]
+            )
+            more = f" and {len(self.flagged) - 5} more" if len(self.flagged) > 5 else ""
+            self.flag_note.setText(
+                f'<span style="color:{ERROR_COLOUR}">⚠ {len(self.flagged)} passage(s) of this '
+                "source read like instructions to an AI model and are kept out of every "
+                f"answer's prompt</span> (tinted red): {html.escape(where)}{more}."
+            )
+            self.flag_note.show()
+        self.highlight(*self.highlight_range, passage=(self.citation.start, self.citation.end))
 
     def highlight(self, start: int, end: int, passage: tuple[int, int] | None = None) -> None:
         """Highlight ``start``..``end`` (and tint ``passage`` around it), then scroll to it."""
@@ -128,6 +173,11 @@ class SourceDialog(QDialog):
             return chosen
 
         selections = []
+        for f in self.flagged:
+            red = QTextCharFormat()
+            red.setBackground(FLAGGED_BG)
+            red.setToolTip(f"Flagged: {flag_words(f.categories)}; kept out of the prompt")
+            selections.append(selection(f.start, f.end, red))
         if passage is not None and passage != (start, end):
             tint = QTextCharFormat()
             tint.setBackground(PASSAGE_BG)
@@ -160,6 +210,11 @@ class SourceDialog(QDialog):
         return sels[-1].cursor.selectedText().replace("\u2029", "\n") if sels else ""
 
     def _open_file(self) -> None:
+        problem = path_problem(self.path, "open")
+        if problem is not None:
+            self.flag_note.setText(html.escape(problem))
+            self.flag_note.show()
+            return
         QDesktopServices.openUrl(QUrl.fromLocalFile(self.path))
 
     def _copy(self) -> None:
@@ -188,7 +243,7 @@ def _quote_line(c: Citation) -> str:
 class WhyDialog(QDialog):
     """Why this answer: the quotes, retrieval scores, cache, provider and breakers."""
 
-    COLUMNS = ("#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final")
+    COLUMNS = ("#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final", "Flag")
 
     def __init__(self, turn: Turn, parent: QWidget | None, quotes: Sequence[Citation] = ()) -> None:
         """``quotes``: what the answer showed first (the live answer's, when known)."""
@@ -259,15 +314,33 @@ class WhyDialog(QDialog):
                 fmt_score(item.fused_score),
                 fmt_score(item.rerank_score, 3),
                 fmt_score(item.score),
+                "⚠ kept out" if item.injection_categories else "",
             ]
+            flag_tip = (
+                f"Flagged at ingestion ({flag_words(item.injection_categories)}): "
+                "text that speaks to an AI model, kept out of the prompt."
+            )
             for c, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
-                cell.setToolTip(item.source if c == 1 else text)
+                cell.setToolTip(
+                    item.source
+                    if c == 1
+                    else flag_tip
+                    if c == len(cells) - 1 and item.injection_categories
+                    else text
+                )
+                if item.injection_categories:
+                    cell.setBackground(FLAGGED_BG)
                 self.table.setItem(r, c, cell)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 2)
+        self.flag_note = QLabel("", self)
+        self.flag_note.setWordWrap(True)
+        self.flag_note.setAccessibleName("Why the selected passage was flagged")
+        self.flag_note.hide()
+        layout.addWidget(self.flag_note)
         self.passage = QPlainTextEdit(self)
         self.passage.setReadOnly(True)
         self.passage.setAccessibleName("Selected passage")
@@ -322,6 +395,16 @@ class WhyDialog(QDialog):
         item = self._retrieved[row] if 0 <= row < len(self._retrieved) else None
         self.passage.setPlainText(item.text if item else "")
         self.passage.setExtraSelections([])
+        if item is not None and item.injection_categories:
+            why = html.escape(flag_words(item.injection_categories))
+            self.flag_note.setText(
+                f'<span style="color:{ERROR_COLOUR}">⚠ Flagged at ingestion: this passage reads '
+                f"like instructions to an AI model ({why}). It was kept out of the prompt; "
+                "read it as data.</span>"
+            )
+            self.flag_note.show()
+        else:
+            self.flag_note.hide()
         if item is None:
             return
         quoted = next(
@@ -360,7 +443,16 @@ class SettingsDialog(QDialog):
 
     saveRequested = Signal(object)
 
-    PROVIDER_COLUMNS = ("Name", "Kind", "Base URL", "Model", "API key env var", "Timeout (s)")
+    PROVIDER_COLUMNS = (
+        "Name",
+        "Kind",
+        "Base URL",
+        "Model",
+        "API key env var",
+        "Timeout (s)",
+        "API key (keyring)",
+    )
+    KEY_COLUMN = 6
 
     def __init__(self, form: SettingsForm, settings: Settings, parent: QWidget | None) -> None:
         super().__init__(parent)
@@ -379,8 +471,10 @@ class SettingsDialog(QDialog):
         pl.addWidget(
             QLabel(
                 "Language models are tried in this order; the offline extractive answerer "
-                "is always the last resort. API keys are read from the environment variable "
-                "you name, never stored here.",
+                "is always the last resort. A key typed under “API key (keyring)” is saved "
+                "in the operating system's keyring, never in the settings file; leave it "
+                "empty to keep the stored one. An environment variable you name is the "
+                "alternative and wins when it is set.",
                 page,
                 wordWrap=True,
             )
@@ -532,6 +626,13 @@ class SettingsDialog(QDialog):
         timeout.setValue(p.timeout_s)
         timeout.setAccessibleName("Provider timeout in seconds")
         self.providers.setCellWidget(r, 5, timeout)
+        key = QLineEdit(self.providers)
+        key.setEchoMode(QLineEdit.EchoMode.Password)
+        key.setPlaceholderText("unchanged")
+        key.setAccessibleName("API key to store in the OS keyring")
+        if p.api_key:
+            key.setText(p.api_key)
+        self.providers.setCellWidget(r, self.KEY_COLUMN, key)
 
     def _row(self, r: int) -> ProviderRow:
         def text(c: int) -> str:
@@ -540,7 +641,9 @@ class SettingsDialog(QDialog):
 
         kind = self.providers.cellWidget(r, 1)
         timeout = self.providers.cellWidget(r, 5)
+        key = self.providers.cellWidget(r, self.KEY_COLUMN)
         assert isinstance(kind, QComboBox) and isinstance(timeout, QDoubleSpinBox)
+        assert isinstance(key, QLineEdit)
         name = text(0)
         return ProviderRow(
             name,
@@ -550,6 +653,7 @@ class SettingsDialog(QDialog):
             text(4),
             timeout.value(),
             self._extras.get(name, {}),
+            api_key=key.text().strip() or None,
         )
 
     def _remove_provider(self) -> None:
