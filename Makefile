@@ -64,7 +64,7 @@ bench: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# PNGs of the main views (chat, source, health, why-this-answer, settings) under Xvfb.
+# PNGs of the welcome, the main views, menus and dialogs (light and dark) under Xvfb.
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python packaging/screenshots.py screenshots

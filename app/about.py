@@ -122,13 +122,15 @@ class AboutDialog(QDialog):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        rows_height = self.licences.verticalHeader().defaultSectionSize() * len(LICENCES)
+        self.licences.setMinimumHeight(rows_height + header.sizeHint().height() + 4)
         layout.addWidget(self.licences, 1)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         fm = self.fontMetrics()
-        self.resize(fm.averageCharWidth() * 100, fm.height() * 24)
+        self.resize(fm.averageCharWidth() * 110, self.sizeHint().height())
 
 
 def shortcut_rows(

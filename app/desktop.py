@@ -115,24 +115,37 @@ def dark_palette() -> QPalette:
 
 
 class Theme:
-    """Switch the whole application between the system look, light and dark."""
+    """Switch the whole application between the system look, light and dark.
 
-    def __init__(self, app: QApplication) -> None:
+    The stylesheet is set on the application, after the style and the palette: a
+    stylesheet resolves the palette when it is applied, so it is applied again on
+    every switch (set on a window instead, a later palette never reached it).
+    """
+
+    _SYSTEM_STYLE = "archivist-system-style"  # the style Qt chose, kept on the app
+
+    def __init__(self, app: QApplication, sheet: str = "") -> None:
         self.app = app
-        style = app.style()
-        self._system_style = style.name() if style is not None else "fusion"
-        self.current: ThemeName = "system"
+        self.sheet = sheet
+        if not app.property(self._SYSTEM_STYLE):
+            style = app.style()
+            app.setProperty(self._SYSTEM_STYLE, style.name() if style is not None else "fusion")
+        self.current: ThemeName | None = None  # nothing applied yet
 
     def apply(self, name: str) -> ThemeName:
         """Apply ``name`` (an unknown name means "system"); returns what was applied."""
         theme: ThemeName = next((t for t in THEMES if t == name), "system")
+        if theme == self.current and self.app.styleSheet() == self.sheet:
+            return theme
+        self.app.setStyleSheet("")
         if theme == "system":
-            self.app.setStyle(self._system_style)
-            self.app.setPalette(QPalette())
+            self.app.setStyle(str(self.app.property(self._SYSTEM_STYLE)))
+            self.app.setPalette(QPalette())  # an unset palette: the platform's again
         else:
             fusion = QStyleFactory.create("Fusion")
             self.app.setStyle(fusion)
             self.app.setPalette(dark_palette() if theme == "dark" else fusion.standardPalette())
+        self.app.setStyleSheet(self.sheet)
         self.current = theme
         return theme
 

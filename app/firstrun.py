@@ -155,17 +155,23 @@ class LocalModelInfo:
     """The local model as this machine knows it (None: not known)."""
 
     available: bool  # in the provider chain now
-    file_name: str | None
+    file_name: str | None  # a model file in the models folder
     size_bytes: int | None
     seconds_per_answer: float | None  # median of the answers it gave here
 
+    @property
+    def choosable(self) -> bool:
+        return self.available or self.file_name is not None
+
     def describe(self) -> str:
-        if not self.available:
+        if not self.choosable:
             return "Not installed on this computer (make run installs it)."
         parts = [self.file_name or "installed"]
         if self.size_bytes:
             parts.append(f"{self.size_bytes / 1e6:,.0f} MB")
-        if self.seconds_per_answer is not None:
+        if not self.available:
+            parts.append("installed, not in use with the current settings")
+        elif self.seconds_per_answer is not None:
             parts.append(f"about {self.seconds_per_answer:.0f} s per answer here")
         else:
             parts.append("speed on this computer not measured yet")
@@ -176,7 +182,7 @@ def local_model_info(
     available: bool, models_dir: Path, events: Iterable[AuditEvent], provider: str = "local"
 ) -> LocalModelInfo:
     """Size from the model file, speed from the audit log's answers (reads the disk)."""
-    files = sorted(models_dir.glob("*.gguf"), key=lambda p: p.stat().st_size) if available else []
+    files = sorted(models_dir.glob("*.gguf"), key=lambda p: p.stat().st_size)
     latencies = [
         e.latency_ms / 1000
         for e in events

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from app import firstrun
 from app.bridge import ServicesBridge
+from app.desktop import app_icon
 from app.firstrun import Choice, LocalModelInfo, ProbeResult, ServerChoice
 from app.settings_file import SaveResult, form_from_settings
 from core.errors import ArchivistError
@@ -215,7 +216,13 @@ class WelcomeDialog(QDialog):
     def _documents_page(self) -> QWidget:
         page = QWidget(self)
         v = QVBoxLayout(page)
-        v.addWidget(_title("Welcome to Archivist", page))
+        head = QHBoxLayout()
+        icon = QLabel(page)
+        size = self.fontMetrics().height() * 3
+        icon.setPixmap(app_icon().pixmap(size, size))
+        head.addWidget(icon)
+        head.addWidget(_title("Welcome to Archivist", page), 1)
+        v.addLayout(head)
         v.addWidget(
             _text(
                 "Archivist answers questions from your own documents (PDF, Word, HTML, "
@@ -423,7 +430,7 @@ class WelcomeDialog(QDialog):
 
     def _on_local_info(self, info: LocalModelInfo) -> None:
         self.local_detail.setText(info.describe())
-        self.local_radio.setEnabled(info.available)
+        self.local_radio.setEnabled(info.choosable)
         if info.available and self.choice is None:
             self.local_radio.setChecked(True)
 

@@ -105,7 +105,6 @@ class MainWindow(QMainWindow):
         self.setObjectName("main-window")
         self.setWindowTitle(sv.progress_title(None))
         self.setWindowIcon(app_icon())
-        self.setStyleSheet(stylesheet())
         fm = self.fontMetrics()
         self.resize(fm.averageCharWidth() * 190, fm.height() * 44)
         self.setAcceptDrops(True)
@@ -131,7 +130,7 @@ class MainWindow(QMainWindow):
         self.window_state = WindowState(str(bridge.settings.home / "window.ini"))
         app = QApplication.instance()
         assert isinstance(app, QApplication)
-        self.theme = Theme(app)
+        self.theme = Theme(app, stylesheet())
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -147,9 +146,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._render()
         self.window_state.restore(self, self.splitter)
-        saved_theme = self.window_state.theme()
-        if saved_theme != "system":
-            self.set_theme(saved_theme)
+        self.set_theme(self.window_state.theme())
 
         self.health_timer = QTimer(self)
         self.health_timer.setInterval(3000)
@@ -939,7 +936,7 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.window_state.save(self, self.splitter, self.theme.current)
+        self.window_state.save(self, self.splitter, self.theme.current or "system")
         self.health_timer.stop()
         self.health.countdown.stop()
         self._render_timer.stop()

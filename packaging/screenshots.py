@@ -2,13 +2,19 @@
 
 Run under a display (``make screenshots`` uses ``xvfb-run``)::
 
-    xvfb-run -a .venv/bin/python packaging/screenshots.py screenshots/
+    xvfb-run -a .venv/bin/python packaging/screenshots.py screenshots/ [README_DIR]
+
+With README_DIR (``resources/screenshots``), the few the README shows are also
+written there, scaled down.
 
 It makes a throw-away ARCHIVIST_HOME, writes four sample documents (and a few
 pages of the Python docs when python3.11-doc is installed), starts a local
-stand-in language model that answers in Markdown, ingests, asks one question,
-and saves: chat.png, source.png, health.png, why.png, settings.png.
-The dark variant (chat-dark.png) checks that nothing assumes a light theme.
+stand-in language model that answers in Markdown, goes through the first-run
+welcome (dropping the documents on it), asks one question, and saves:
+welcome-1-documents.png, welcome-2-answering.png, welcome-3-question.png,
+chat.png, menu-file.png, menu-help.png, about.png, shortcuts.png, source.png,
+health.png, why.png, settings.png. The dark variants (chat-dark.png,
+source-dark.png, welcome-dark.png) check that nothing assumes a light theme.
 """
 
 from __future__ import annotations
@@ -90,9 +96,23 @@ async def settle(ms: int = 400) -> None:
     await asyncio.sleep(ms / 1000)  # the loop paints meanwhile
 
 
+def grab_with_menu(window: object, title: str) -> object:
+    """The window with its menu ``title`` open (a popup is a window of its own)."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QMainWindow
+
+    assert isinstance(window, QMainWindow)
+    menu = window.menus[title]  # type: ignore[attr-defined]
+    shot = window.grab()
+    painter = QPainter(shot)
+    painter.drawPixmap(window.mapFromGlobal(menu.pos()), menu.grab())
+    painter.end()
+    return shot
+
+
 async def main(out: Path, home: Path) -> int:
     from PySide6.QtCore import QUrl
-    from PySide6.QtWidgets import QApplication, QScrollArea
+    from PySide6.QtWidgets import QScrollArea
 
     from app.bridge import ServicesBridge
     from app.window import MainWindow
@@ -126,12 +146,29 @@ base_url = "http://127.0.0.1:{closed_port()}/v1"
         await bridge.start()
         await wait_for(lambda: bridge.started)
         await bridge.services.wait_ready()
-        window.ingest_paths([str(docs)])
+
+        # First run: the welcome opens on the empty knowledge base.
+        await wait_for(lambda: window.welcome is not None, 60)
+        welcome = window.welcome
+        assert welcome is not None
+        await settle(600)
+        welcome.pathsDropped.emit([str(docs)])  # as if the folder were dropped on it
         await wait_for(lambda: window.last_report is not None, 300)
+        await wait_for(lambda: bool(welcome.example), 60)
+        await settle()
+        welcome.grab().save(str(out / "welcome-1-documents.png"))
+        welcome.skip()
+        await settle()
+        welcome.grab().save(str(out / "welcome-2-answering.png"))
+        welcome.skip()
+        await settle()
+        welcome.grab().save(str(out / "welcome-3-question.png"))
+        welcome.chat_button.click()  # to the chat; the example waits in the question box
+        await settle()
         bridge.force_breaker("backup", "open")  # show an open circuit in the panel
         window.question.setPlainText(QUESTION)
         window.send()
-        await wait_for(lambda: len(window.conv.turns) == 1, 120)
+        await wait_for(lambda: len(window.conv.turns) == 1, 300)  # two busy cores: be patient
         bridge.refresh_status()
         await settle(1500)
         window.chat.verticalScrollBar().setValue(0)
@@ -139,6 +176,25 @@ base_url = "http://127.0.0.1:{closed_port()}/v1"
         window.library_dock.raise_()
         await settle()
         window.grab().save(str(out / "chat.png"))
+
+        for title in ("File", "Help"):
+            bar = window.menuBar()
+            bar.setActiveAction(window.menus[title].menuAction())
+            await settle()
+            grab_with_menu(window, title).save(str(out / f"menu-{title.lower()}.png"))
+            window.menus[title].hide()
+            await settle(200)
+
+        window.show_about()
+        await settle()
+        assert window.about_dialog is not None
+        window.about_dialog.grab().save(str(out / "about.png"))
+        window.about_dialog.close()
+        window.show_shortcuts()
+        await settle()
+        assert window.shortcuts_dialog is not None
+        window.shortcuts_dialog.grab().save(str(out / "shortcuts.png"))
+        window.shortcuts_dialog.close()
 
         window.health_dock.raise_()
         await settle(600)
@@ -167,11 +223,8 @@ base_url = "http://127.0.0.1:{closed_port()}/v1"
         window.settings_dialog.grab().save(str(out / "settings.png"))
         window.settings_dialog.close()
 
-        # The same chat under a dark palette: text and highlights must stay readable.
-        app = QApplication.instance()
-        assert isinstance(app, QApplication)
-        app.setStyle("Fusion")
-        app.setPalette(dark_palette())
+        # The same chat under the dark theme: text, icons and highlights must stay readable.
+        window.set_theme("dark")
         window.library_dock.raise_()
         await settle(600)
         window.grab().save(str(out / "chat-dark.png"))
@@ -182,37 +235,35 @@ base_url = "http://127.0.0.1:{closed_port()}/v1"
         await settle()
         window.source_dialog.grab().save(str(out / "source-dark.png"))
         window.source_dialog.close()
+        window.show_welcome()
+        await settle()
+        assert window.welcome is not None
+        window.welcome.skip()
+        await settle()
+        window.welcome.grab().save(str(out / "welcome-dark.png"))
+        window.welcome.close()
 
         window.close()
         await bridge.aclose()
     return 0
 
 
-def dark_palette() -> object:
-    from PySide6.QtGui import QColor, QPalette
+# The few the README shows (resources/screenshots/), scaled to README_WIDTH pixels.
+README_SHOTS = ("welcome-1-documents", "welcome-2-answering", "chat", "menu-file", "about")
+README_WIDTH = 1000
 
-    pal = QPalette()
-    role = QPalette.ColorRole
-    for r, c in (
-        (role.Window, "#2b2b2b"),
-        (role.WindowText, "#e6e6e6"),
-        (role.Base, "#1e1e1e"),
-        (role.AlternateBase, "#2b2b2b"),
-        (role.Text, "#e6e6e6"),
-        (role.Button, "#3a3a3a"),
-        (role.ButtonText, "#e6e6e6"),
-        (role.Highlight, "#3d6fb6"),
-        (role.HighlightedText, "#ffffff"),
-        (role.Link, "#7fb2ff"),
-        (role.ToolTipBase, "#3a3a3a"),
-        (role.ToolTipText, "#e6e6e6"),
-        (role.PlaceholderText, "#9a9a9a"),
-    ):
-        pal.setColor(r, QColor(c))
-    disabled = QPalette.ColorGroup.Disabled
-    for r in (role.WindowText, role.Text, role.ButtonText):
-        pal.setColor(disabled, r, QColor("#7a7a7a"))
-    return pal
+
+def readme_copies(out: Path, dest: Path) -> None:
+    """Scaled copies of ``README_SHOTS`` from ``out`` in ``dest`` (kept small for the repo)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QImage
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in README_SHOTS:
+        image = QImage(str(out / f"{name}.png"))
+        if image.width() > README_WIDTH:
+            image = image.scaledToWidth(README_WIDTH, Qt.TransformationMode.SmoothTransformation)
+        image.save(str(dest / f"{name}.png"), "PNG", 0)
 
 
 def run() -> int:
@@ -229,8 +280,15 @@ def run() -> int:
         app = QApplication.instance() or QApplication(sys.argv)
         app.setApplicationName("Archivist")
         assert isinstance(app, QApplication)
+        from app.desktop import app_icon
+        from app.resources import APP_ID
+
+        app.setDesktopFileName(APP_ID)
+        app.setWindowIcon(app_icon())
         app.setQuitOnLastWindowClosed(False)  # we close the window before tearing down
         code = int(qasync.run(main(out, home)))
+    if len(sys.argv) > 2 and code == 0:
+        readme_copies(out, Path(sys.argv[2]).resolve())
     print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
     return code
 

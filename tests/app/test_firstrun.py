@@ -104,7 +104,10 @@ def test_local_model_figures_come_from_its_file_and_its_answers_here(tmp_path: P
     assert info.describe() == "model.gguf · 2 MB · about 6 s per answer here"
     unmeasured = local_model_info(True, tmp_path, [])
     assert unmeasured.describe().endswith("speed on this computer not measured yet")
-    assert "Not installed" in local_model_info(False, tmp_path, events).describe()
+    unused = local_model_info(False, tmp_path, events)  # a server answers instead
+    assert unused.choosable and "not in use" in unused.describe()
+    missing = local_model_info(False, tmp_path / "none", events)
+    assert not missing.choosable and "Not installed" in missing.describe()
 
 
 def test_progress_in_the_title_by_bytes_when_known() -> None:
