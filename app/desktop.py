@@ -138,7 +138,9 @@ class Theme:
         if theme == self.current and self.app.styleSheet() == self.sheet:
             return theme
         self.app.setStyleSheet("")
-        if theme == "system":
+        if theme == "system" and self.current is None:
+            pass  # the first window in the system look: Qt's style and palette stay as they are
+        elif theme == "system":
             self.app.setStyle(str(self.app.property(self._SYSTEM_STYLE)))
             self.app.setPalette(QPalette())  # an unset palette: the platform's again
         else:

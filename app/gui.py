@@ -86,6 +86,23 @@ def install_crash_handler(log_path: str) -> None:
     sys.excepthook = hook
 
 
+def configure_application(app: object) -> None:
+    """Name, version, icon and desktop entry of the running QApplication."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.about import app_version
+    from app.desktop import app_icon
+    from app.resources import APP_ID
+
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Archivist")
+    app.setOrganizationName("Archivist")
+    app.setApplicationVersion(app_version())
+    # Lets the desktop match the window to io.archivist.Archivist.desktop (its icon, its name).
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(app_icon())
+
+
 def run_gui(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if (
@@ -104,20 +121,12 @@ def run_gui(settings: Settings) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from app.about import app_version
     from app.bridge import ServicesBridge
-    from app.desktop import app_icon
-    from app.resources import APP_ID
     from app.window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
-    app.setApplicationName("Archivist")
-    app.setOrganizationName("Archivist")
-    app.setApplicationVersion(app_version())
-    # Lets the desktop match the window to io.archivist.Archivist.desktop (its icon, its name).
-    app.setDesktopFileName(APP_ID)
-    app.setWindowIcon(app_icon())
+    configure_application(app)
     install_crash_handler(str(settings.log_dir / "archivist.jsonl"))
 
     async def main() -> int:

@@ -278,13 +278,10 @@ def run() -> int:
         os.environ.pop("ARCHIVIST_DATABASE_URL", None)
         os.environ.pop("ARCHIVIST_REDIS_URL", None)
         app = QApplication.instance() or QApplication(sys.argv)
-        app.setApplicationName("Archivist")
         assert isinstance(app, QApplication)
-        from app.desktop import app_icon
-        from app.resources import APP_ID
+        from app.gui import configure_application
 
-        app.setDesktopFileName(APP_ID)
-        app.setWindowIcon(app_icon())
+        configure_application(app)
         app.setQuitOnLastWindowClosed(False)  # we close the window before tearing down
         code = int(qasync.run(main(out, home)))
     if len(sys.argv) > 2 and code == 0:

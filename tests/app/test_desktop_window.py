@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 
 from app.about import AboutDialog, ShortcutsDialog, app_version
 from app.desktop import Notifier
+from app.gui import configure_application
+from app.resources import APP_ID
 from tests.app.conftest import Gui
 
 
@@ -76,6 +78,25 @@ def test_commands_carry_the_platforms_standard_keys(gui: Gui) -> None:
     assert "Ctrl+," in _keys(window.settings_action)
     # Every toolbar button has an icon now, not just a text.
     assert all(not a.icon().isNull() for a in window.toolbar.actions() if not a.isSeparator())
+
+
+def test_no_two_commands_share_a_key(gui: Gui) -> None:
+    window = gui.open()
+    seen: dict[str, str] = {}
+    for action in window.findChildren(QAction):
+        for key in _keys(action):
+            assert key not in seen or seen[key] == action.text(), (key, seen[key], action.text())
+            seen[key] = action.text()
+    for shortcut in window._shortcuts:
+        key = shortcut.key().toString()
+        assert key not in seen, (key, seen.get(key))
+
+
+def test_the_application_carries_its_desktop_entry_icon_and_version(qapp: QApplication) -> None:
+    configure_application(qapp)
+    assert qapp.desktopFileName() == APP_ID
+    assert qapp.applicationVersion() == app_version()
+    assert not qapp.windowIcon().isNull()
 
 
 def test_find_moves_the_focus_to_the_conversation_search(gui: Gui) -> None:
