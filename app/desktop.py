@@ -11,8 +11,11 @@
   the platform has a tray, else in the status bar.
 
 Taskbar progress: Qt 6 has no taskbar-progress API (Qt 5's QWinTaskbarProgress
-was Windows-only and is gone), and X11 has no standard one; the window shows
-ingestion progress in its title instead (``statusview.progress_title``).
+was Windows-only and is gone), and X11 has no standard one. The window shows
+ingestion progress in its title (``statusview.progress_title``) everywhere, and
+``LauncherProgress`` also sends it over D-Bus with the Unity LauncherEntry
+signal, which KDE Plasma's task manager and the Ubuntu / Dash-to-Dock docks
+draw on the app's icon; elsewhere nobody listens and nothing changes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from PySide6.QtCore import QByteArray, QRectF, QSettings, Qt
+from PySide6.QtDBus import QDBusConnection, QDBusMessage
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import (
@@ -33,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.resources import app_icon_files, resource, toolbar_icon
+from app.resources import APP_ID, app_icon_files, resource, toolbar_icon
 
 ThemeName = Literal["system", "light", "dark"]
 THEMES: tuple[ThemeName, ...] = ("system", "light", "dark")
@@ -233,3 +237,31 @@ class Notifier:
     def close(self) -> None:
         if self.tray is not None:
             self.tray.hide()
+
+
+class LauncherProgress:
+    """Ingestion progress on the launcher icon (the Unity LauncherEntry D-Bus signal)."""
+
+    PATH = "/io/archivist/Archivist/launcher"
+    INTERFACE = "com.canonical.Unity.LauncherEntry"
+
+    def __init__(self, bus: QDBusConnection | None = None) -> None:
+        self.bus = QDBusConnection.sessionBus() if bus is None else bus
+        self.app_uri = f"application://{APP_ID}.desktop"  # names the .desktop entry
+
+    @property
+    def available(self) -> bool:
+        return self.bus.isConnected()
+
+    def update(self, fraction: float | None) -> bool:
+        """Show ``fraction`` (0..1) on the icon, or hide the bar (None); False: no bus."""
+        if not self.available:
+            return False
+        message = QDBusMessage.createSignal(self.PATH, self.INTERFACE, "Update")
+        message.setArguments(
+            [
+                self.app_uri,
+                {"progress": float(fraction or 0.0), "progress-visible": fraction is not None},
+            ]
+        )
+        return self.bus.send(message)

@@ -68,7 +68,16 @@ from app.chat import (
     ShowWhy,
     answered_message,
 )
-from app.desktop import THEMES, Notifier, Theme, WindowState, app_icon, stylesheet, themed_icon
+from app.desktop import (
+    THEMES,
+    LauncherProgress,
+    Notifier,
+    Theme,
+    WindowState,
+    app_icon,
+    stylesheet,
+    themed_icon,
+)
 from app.dialogs import SettingsDialog, SourceDialog, WhyDialog
 from app.panels import HealthPanel, LibraryPanel
 from app.render import TurnActions
@@ -127,6 +136,7 @@ class MainWindow(QMainWindow):
         self._welcome_checked = False
         self._watch_after_ingest: list[str] = []
         self.notifier = Notifier(self, self._say)
+        self.launcher = LauncherProgress()
         self.window_state = WindowState(str(bridge.settings.home / "window.ini"))
         app = QApplication.instance()
         assert isinstance(app, QApplication)
@@ -762,14 +772,21 @@ class MainWindow(QMainWindow):
 
     def _on_ingest_started(self, n: int) -> None:
         self.library.on_started(n)
-        self.setWindowTitle(sv.progress_title(0.0))
+        self._show_progress(0.0)
         if self.welcome is not None:
             self.welcome.on_ingest_started(n)
         self._say(f"Adding {n} item(s)…")
 
     def _on_ingest_progress(self, p: IngestProgress) -> None:
         fraction = sv.ingest_fraction(p.files_done, p.files_total, p.bytes_done, p.bytes_total)
-        self.setWindowTitle(sv.progress_title(fraction))
+        self._show_progress(fraction)
+
+    def _show_progress(self, fraction: float | None) -> None:
+        """Ingestion progress in the title and on the launcher icon (None: none runs)."""
+        title = sv.progress_title(fraction)
+        if title != self.windowTitle():  # at most once per percent
+            self.setWindowTitle(title)
+            self.launcher.update(fraction)
 
     def _on_ingest_queued(self, waiting: int) -> None:
         self.library.on_queued(waiting)
@@ -779,7 +796,7 @@ class MainWindow(QMainWindow):
     def _on_ingest_finished(self, report: IngestReport) -> None:
         self.last_report = report
         self.library.on_finished(report)
-        self.setWindowTitle(sv.progress_title(None))
+        self._show_progress(None)
         self._say(self.library.eta_label.text())
         if report.elapsed_s >= self.long_ingest_s:
             self.notifier.notify(
@@ -804,7 +821,7 @@ class MainWindow(QMainWindow):
 
     def _on_ingest_failed(self, message: str) -> None:
         self.library.on_failed(message)
-        self.setWindowTitle(sv.progress_title(None))
+        self._show_progress(None)
         if self.welcome is not None:
             self.welcome.on_ingest_failed(message)
         self._say(message)

@@ -17,6 +17,8 @@ test_pkgs=(redis-server postgresql xvfb python3.11-doc libtasn1-doc debian-handb
 test_pkgs+=(dbus gnome-keyring)
 # desktop-file-validate and appstreamcli validate resources/ (tests/app/test_resources.py)
 test_pkgs+=(desktop-file-utils appstream)
+# a private session bus and dbus-monitor: the launcher-progress test (tests/app/test_desktop_window.py)
+test_pkgs+=(dbus-daemon dbus-bin)
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = "test" ]; then want+=("${test_pkgs[@]}"); fi

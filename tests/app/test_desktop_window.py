@@ -3,14 +3,21 @@ notifications and ingestion progress in the title."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QUrl
+from PySide6.QtDBus import QDBusConnection
 from PySide6.QtGui import QAction, QKeySequence, QPalette
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 
 from app.about import AboutDialog, ShortcutsDialog, app_version
-from app.desktop import Notifier
+from app.desktop import LauncherProgress, Notifier
 from app.gui import configure_application
 from app.resources import APP_ID
 from tests.app.conftest import Gui
@@ -217,3 +224,113 @@ def test_a_short_ingestion_does_not_notify(gui: Gui, corpus: Path) -> None:
     assert window.notifier.sent == []
     assert window.windowTitle() == "Archivist"
     assert not window.windowIcon().isNull()
+
+
+class BusMonitor:
+    """A private D-Bus session bus and a ``dbus-monitor`` printing its LauncherEntry signals."""
+
+    def __init__(self) -> None:
+        daemon, monitor = shutil.which("dbus-daemon"), shutil.which("dbus-monitor")
+        assert daemon and monitor, "dbus-daemon and dbus-monitor come with libdbus-1-3's dbus"
+        self.daemon = subprocess.Popen(
+            [daemon, "--session", "--nofork", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.daemon.stdout is not None
+        self.address = self.daemon.stdout.readline().strip()
+        self.monitor = subprocess.Popen(
+            [monitor, "--address", self.address, f"interface='{LauncherProgress.INTERFACE}'"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.monitor.stdout is not None
+        for line in self.monitor.stdout:
+            self.lines.append(line.strip())
+
+    def updates(self) -> list[tuple[float, bool]]:
+        """(progress, visible) of every Update signal seen so far."""
+        found: list[tuple[float, bool]] = []
+        progress: float | None = None
+        for line in list(self.lines):
+            if line.startswith("variant") and "double" in line:
+                progress = float(line.split()[-1])
+            elif line.startswith("variant") and "boolean" in line and progress is not None:
+                found.append((progress, line.endswith("true")))
+                progress = None
+        return found
+
+    def close(self) -> None:
+        for process in (self.monitor, self.daemon):
+            process.terminate()
+            process.wait(5)
+        self._reader.join(5)
+        for process in (self.monitor, self.daemon):
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+@pytest.fixture
+def bus_monitor() -> Iterator[BusMonitor]:
+    monitor = BusMonitor()
+    try:
+        yield monitor
+    finally:
+        monitor.close()
+
+
+def test_ingestion_progress_reaches_the_launcher_icon_over_dbus(
+    gui: Gui, corpus: Path, bus_monitor: BusMonitor
+) -> None:
+    bus = QDBusConnection.connectToBus(bus_monitor.address, "archivist-launcher-test")
+    try:
+        assert bus.isConnected(), bus.lastError().message()
+        window = gui.open()
+        window.launcher = LauncherProgress(bus)
+        before = _wait_for_monitor(gui, bus_monitor)
+        gui.ingest(window, [str(corpus)])
+
+        async def signalled() -> None:
+            await gui.until(
+                lambda: (0.0, False) in bus_monitor.updates()[before:], 10, "the last update"
+            )
+
+        gui.run(signalled())
+    finally:
+        QDBusConnection.disconnectFromBus("archivist-launcher-test")
+    updates = bus_monitor.updates()[before:]
+    assert updates[0] == (0.0, True)
+    assert (1.0, True) in updates
+    assert updates[-1] == (0.0, False)
+    assert any("application://io.archivist.Archivist.desktop" in line for line in bus_monitor.lines)
+
+
+def _wait_for_monitor(gui: Gui, monitor: BusMonitor) -> int:
+    """Send probe updates until dbus-monitor prints one; the count of updates seen then."""
+    probe = LauncherProgress(QDBusConnection.connectToBus(monitor.address, "archivist-probe"))
+
+    async def listening() -> None:
+        while not monitor.updates():
+            probe.update(None)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # the last probes in flight arrive
+
+    try:
+        gui.run(listening(), 10)
+    finally:
+        QDBusConnection.disconnectFromBus("archivist-probe")
+    return len(monitor.updates())
+
+
+def test_without_a_session_bus_the_launcher_stays_quiet() -> None:
+    launcher = LauncherProgress(QDBusConnection.connectToBus("unix:path=/nonexistent", "none"))
+    try:
+        assert not launcher.available
+        assert launcher.update(0.5) is False
+    finally:
+        QDBusConnection.disconnectFromBus("none")
