@@ -210,6 +210,8 @@ class WelcomeDialog(QDialog):
         self.go(0)
         if bridge.started:
             w.local_info()
+        else:  # opened from the menu while Archivist starts
+            bridge.ready.connect(w.local_info, Qt.ConnectionType.SingleShotConnection)
 
     # ------------------------------------------------------------------ pages
 

@@ -912,8 +912,7 @@ class MainWindow(QMainWindow):
     def show_welcome(self) -> None:
         """The welcome flow (non-modal: the window stays usable behind it)."""
         if self.welcome is not None:
-            self.welcome.raise_()
-            self.welcome.activateWindow()
+            self.welcome.activateWindow()  # (window managers raise what they activate)
             return
         dialog = WelcomeDialog(self.first_run, self)
         dialog.addFilesRequested.connect(self._choose_files)

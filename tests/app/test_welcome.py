@@ -187,3 +187,15 @@ def test_a_folder_added_in_the_welcome_is_ingested_then_watched(
     assert _config(home)["watched_folders"] == [str(corpus)]
     assert window.last_report is not None and len(window.last_report.outcomes) == 4
     assert "4 document(s)" in welcome.documents_status.text()
+
+
+def test_help_welcome_opens_it_again_after_the_first_run(gui: Gui) -> None:
+    window = gui.open()
+    window.welcome_action.trigger()
+    welcome = window.welcome
+    assert isinstance(welcome, WelcomeDialog) and welcome.isVisible()
+    _wait(gui, lambda: "Not installed" in welcome.local_detail.text(), "the local model info")
+    window.welcome_action.trigger()  # a second time: the same dialog, raised
+    assert window.welcome is welcome
+    welcome.close()
+    assert window.welcome is None
