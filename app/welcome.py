@@ -311,9 +311,9 @@ class WelcomeDialog(QDialog):
         v.addWidget(server)
         v.addWidget(self.quotes_radio)
         v.addStretch(1)
-        self.save_label = _text("", page)
-        self.save_label.setAccessibleName("What was saved")
-        v.addWidget(self.save_label)
+        self.choice_error = _text("", page)
+        self.choice_error.setAccessibleName("Why the choice was not saved")
+        v.addWidget(self.choice_error)
         self.server_fields = server
         self.local_radio.setEnabled(False)
         self.quotes_radio.setChecked(True)
@@ -342,6 +342,10 @@ class WelcomeDialog(QDialog):
         row.addWidget(self.chat_button)
         row.addStretch(1)
         v.addLayout(row)
+        # What saving the choice of step 2 did (e.g. that a restart applies it).
+        self.save_label = _text("", page)
+        self.save_label.setAccessibleName("What was saved")
+        v.addWidget(self.save_label)
         v.addStretch(1)
         v.addWidget(
             _text(
@@ -379,8 +383,8 @@ class WelcomeDialog(QDialog):
         self.go(self.page + 1)
 
     def next(self) -> None:
-        if self.page == 1:
-            self.save_choice()
+        if self.page == 1 and not self.save_choice():
+            return  # stay: the choice is incomplete (the page says why)
         if self.page == self.pages.count() - 1:
             self._go_to_chat()
             return
@@ -453,8 +457,11 @@ class WelcomeDialog(QDialog):
             return "local"
         return "quotes"
 
-    def save_choice(self) -> None:
-        """Write the chosen way of answering through the settings writer (via the bridge)."""
+    def save_choice(self) -> bool:
+        """Write the chosen way of answering through the settings writer (via the bridge).
+
+        False when the choice is incomplete (a server without its address).
+        """
         choice = self.chosen()
         server = ServerChoice(
             self.server_url.text(), self.server_model.text(), self.server_key.text()
@@ -464,11 +471,13 @@ class WelcomeDialog(QDialog):
                 form_from_settings(self.bridge.saved_settings), choice, server
             )
         except ValueError as exc:
-            self.save_label.setText(f"Not saved: {exc}.")
-            return
+            self.choice_error.setText(f"Not saved: {exc}.")
+            return False
         self.choice = choice
-        self.save_label.setText("Saving…")
+        self.choice_error.setText("")
+        self.save_label.setText("Saving your choice…")
         self.saveRequested.emit(form)
+        return True
 
     def on_settings_saved(self, result: SaveResult) -> None:
         self.save_label.setText(result.message().replace("\n", " "))

@@ -134,6 +134,9 @@ def test_the_connection_test_reaches_a_real_server_and_the_choice_is_saved(
     welcome.skip_button.click()
     assert not welcome.server_url.isEnabled()  # until the server is chosen
     welcome.server_radio.click()
+    welcome.next_button.click()  # no address yet: the step stays and says why
+    assert welcome.page == 1
+    assert welcome.choice_error.text() == "Not saved: an OpenAI-compatible server needs its URL."
     welcome.server_url.setText(f"http://127.0.0.1:{closed_port()}/v1")
     welcome.test_button.click()
     _wait(gui, lambda: welcome.probe_label.text().startswith("✘"), "the failed test")
@@ -150,7 +153,9 @@ def test_the_connection_test_reaches_a_real_server_and_the_choice_is_saved(
     _wait(gui, lambda: welcome.save_label.text().startswith("Saved"), "the save")
     (provider,) = _config(home)["providers"]
     assert provider["kind"] == "openai" and provider["base_url"] == url
-    assert "providers" in welcome.save_label.text()  # a restart applies it, and it says so
+    assert welcome.page == 2 and welcome.choice_error.text() == ""
+    # A restart applies it, and the last step (where "Save and continue" led) says so.
+    assert "Restart Archivist to apply: providers" in welcome.save_label.text()
 
 
 def test_the_example_question_comes_from_a_dropped_document_and_can_be_asked(
