@@ -1,8 +1,9 @@
-"""Security helpers: prompt-injection scoring and input/output sanitising.
+"""Security helpers: prompt-injection scoring, input/output sanitising, secrets, paths.
 
 ``injection`` scores questions and document chunks for prompt injection;
-``sanitize`` cleans questions and renders answers as
-Markdown that can load nothing.
+``sanitize`` cleans questions and renders answers as Markdown that can load
+nothing; ``secrets`` keeps API keys in the OS keyring; ``paths`` is the one rule
+for paths a person hands Archivist; ``ratelimit`` limits asks per session.
 """
 
 from core.security.injection import InjectionDetector, InjectionReport, Span, scan

@@ -46,11 +46,8 @@ import binascii
 import codecs
 import dataclasses
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
-
-from core.types import Chunk
 
 Source = Literal["question", "document"]
 Level = Literal["allow", "flag", "block"]
@@ -103,7 +100,7 @@ class _Rule:
     weight: float
     pattern: re.Pattern[str]
     only: Source | None = None  # the rule applies to this source only
-    need: re.Pattern[str] | None = None  # a cheap test the text must pass first
+    need: tuple[re.Pattern[str], ...] = ()  # cheap tests the text must all pass first
 
 
 def _r(
@@ -179,11 +176,13 @@ _URL_Q = r"(?:https?:)?//[^\s)\"'<>]*\?[^\s)\"'<>]*="
 # Other languages: verbs of dropping, words for instructions, "previous/your", the
 # system prompt, and the assistant as addressed. Verb-final languages (Japanese,
 # Turkish) put the verb after its object.
-_ML_DROP = (
-    r"(?:ignor(?:a|e|es|ez|ar|iere|ieren|ujcie|uj)|zignoruj|olvid[ae]|omit[ae]|oublie[zr]?|"
+_ML_DROP_ONLY = (
+    r"(?:ignor(?:a|ez|ar|iere|ieren|ujcie|uj)|zignoruj|olvid[ae]|omit[ae]|oublie[zr]?|"
     r"vergiss|vergessen sie|dimentica|esque[cç]a|esquece|negeer|vergeet|zapomnij|"
     r"игнорируй(?:те)?|забудь(?:те)?|проигнорируй|ignorera|glöm|unut|忽略|忽视|无视|不要理会)"
 )
+# With the forms English shares ("ignore"): only next to another language's words.
+_ML_DROP = rf"(?:{_ML_DROP_ONLY}|\bignores?\b)"
 _ML_TARGET = (
     r"(?:instrucciones|indicaciones|reglas|instructions|consignes|règles|directives|"
     r"anweisungen|instruktionen|regeln|vorgaben|istruzioni|regole|instruções|regras|"
@@ -377,7 +376,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "ignore-multilingual",
         "instruction_override",
         0.5,
-        rf"{_ML_DROP}\s*(?:\w+\s+){{0,2}}?{_ML_TARGET}",
+        rf"{_ML_DROP_ONLY}\s*(?:\w+\s+){{0,2}}?{_ML_TARGET}",
     ),
     # ---- persona switch
     _r(
@@ -403,7 +402,14 @@ _RULES: Final[tuple[_Rule, ...]] = (
         r"(?:answer|reply|respond|say|speak|write|talk|act|behave|pretend|ignore|obey|refuse))\b",
     ),
     _r("you-will-now", "persona_switch", 0.65, r"\byou\s+will\s+now\s+(act|behave|be|respond)\b"),
-    _r("no-longer", "persona_switch", 0.6, r"\byou\s+are\s+no\s+longer\b"),
+    _r("no-longer", "persona_switch", 0.3, r"\byou\s+are\s+no\s+longer\b"),
+    _r(
+        "no-longer-bound",
+        "persona_switch",
+        0.75,
+        rf"\byou\s+are\s+no\s+longer\s+(?:bound\s+by|restricted|limited|censored|filtered|"
+        rf"(?:required|obliged)\s+to\s+(?:follow|obey)|an?\s+(?:\w+\s+)?{_AI}\b|\w+GPT\b)",
+    ),
     _r(
         "pretend",
         "persona_switch",
@@ -589,8 +595,9 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "its-prompt",
         "prompt_extraction",
         0.5,
-        r"\b(?:its|thy)\s+(?:full\s+|entire\s+|secret\s+|hidden\s+|whole\s+)?(?:system\s+)?"
-        r"(?:prompt|instructions)\b",
+        r"\b(?:its|thy)\s+(?:full\s+|entire\s+|secret\s+|hidden\s+|whole\s+|initial\s+|"
+        r"original\s+)(?:system\s+)?(?:prompt|instructions)\b|\b(?:its|thy)\s+(?:system\s+)?"
+        r"prompt\b",
     ),
     _r(
         "system-prompt-multilingual",
@@ -633,7 +640,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "exfiltration",
         0.55,
         r"\b(send|post|upload|transmit|forward|leak|append|add|include|encode|put)\b[^.\n]{0,60}"
-        r"\b(summary|conversation|chat|history|answer|question|data|documents?|api keys?|"
+        r"\b(summary|conversation|chat|history|answer|question|user's documents|api keys?|"
         r"passwords?|secrets?|tokens?)\b[^.\n]{0,60}(https?://|\burl\b|\blink\b|\?[a-z]+=)",
     ),
     _r(
@@ -649,7 +656,8 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "secret-in-link",
         "exfiltration",
         0.55,
-        rf"{_SECRET}[^.\n]{{0,50}}?\b(?:link|url|image|markdown|https?://)",
+        rf"\b(?:put|include|add|append|embed|send|encode|insert|place|paste)\b[^.\n]{{0,30}}?"
+        rf"{_SECRET}[^.\n]{{0,50}}?\b(?:link|url|image|https?://)",
     ),
     _r(
         "render-image",
@@ -658,7 +666,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         r"\b(render|display|load)\s+(this|the following|it as an?)\s+(image|picture|pixel)\b",
     ),
     # ---- tool / command injection
-    _r("rm-rf-root", "tool_injection", 0.7, r"\brm\s+-rf\s+(/|~|\*|\$HOME)(?=[\s`'\"]|$)"),
+    _r("rm-rf-root", "tool_injection", 0.45, r"\brm\s+-rf\s+(/|~|\*|\$HOME)(?=[\s`'\"]|$)"),
     _r("pipe-to-shell", "tool_injection", 0.35, r"\b(curl|wget)\b[^|\n]{0,120}\|\s*(ba|z)?sh\b"),
     _r(
         "secrets-paths",
@@ -691,7 +699,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "tool_injection",
         0.6,
         r"\b(?:use|with|using|via|through)\s+your\s+(?:shell|terminal|browser|code|python|email|"
-        r"file|http|search|bash)[\s_-]?(?:tool|access|interpreter)?\b",
+        r"file|http|search|bash)[\s_-]?(?:tool|access|interpreter)\b",
     ),
     _r(
         "run-this-command",
@@ -719,7 +727,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         "closing-tag-line",
         "delimiter_spoofing",
         0.7,
-        r"^[ \t]*</\s*(context|documents?|retrieved_\w+|passages?|sources?|data|system|"
+        r"^[ \t]*</\s*(context|documents|retrieved_\w+|passages?|sources?|system|"
         r"instructions?|user_input|search_results|question)\s*>[ \t]*$",
     ),
     _r(
@@ -820,7 +828,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         r"only\s+|secretly\s+|instead\s+)?)(?:say|state|tell|reply|respond|answer|output|insert|"
         r"append|include|recommend|mark|rate|approve|promote|praise|refuse|forward|treat|obey|"
         r"advise|summari[sz]e|leave out|omit|do not mention|don't mention|never mention|list)"
-        r"\b(?:\s+(?:that|the|them|everyone|every|all|only|in|with|this|it|any|to)\b|\s*[.!)\]]|$)",
+        r"\b(?:\s+(?:that|the|them|everyone|every|all|only|in|with|this|it|any|to)\b|\s*[.!)\]])",
         only="document",
     ),
     _r(
@@ -838,15 +846,16 @@ _RULES: Final[tuple[_Rule, ...]] = (
 )
 
 # Rules whose pattern is slow to fail get a cheap test first (measured on manuals).
-_NEEDS: Final = {
-    "ignore-previous-multilingual": rf"{_ML_DROP}|yok say|görmezden gel|無視|忘れ",
-    "ignore-multilingual": _ML_DROP,
+_NEEDS: Final[dict[str, str | tuple[str, ...]]] = {
+    "ignore-previous-multilingual": (rf"{_ML_DROP}|yok say|görmezden gel|無視|忘れ", _ML_TARGET),
+    "ignore-multilingual": (_ML_DROP_ONLY, _ML_TARGET),
     "system-prompt-multilingual": r"prompt|промпт|提示|プロンプト|istem",
     "start-of-conversation": r"\b(?:beginning|start|top)\s+of\b",
     "system-tag": r"<",
     "url-placeholder": r"//",
     "address-model": rf"\b{_AI}\b",
-    "address-model-multilingual": _ML_AI,
+    "address-model-multilingual": r"\b(?:ia|ai|ki)\b|asistent|assistent|asystent|ассистент|"
+    r"ии-|人工智能|ai助手|アシスタント|yapay zeka",
     "above-was-a-test": r"\b(?:above|before|so far)\b",
     "drop-given-instructions": rf"\b{_DROP}\b",
     "drop-your-instructions": rf"\b{_DROP}\b",
@@ -854,8 +863,11 @@ _NEEDS: Final = {
     "drop-the-above": rf"\b{_DROP}\b",
     "drop-the-question": rf"\b{_DROP}\b",
     "secret-in-link": _SECRET,
-    "no-need-to-cite": r"\b(?:need|have|skip|without|no|switch|turn|disable|make|invent|"
-    r"fabricate|stop)\b",
+    "no-need-to-cite": (
+        r"\b(?:need|have|skip|without|no|switch|turn|disable|make|invent|fabricate|stop)\b",
+        r"\b(?:cite|citing|check|checks|checking|follow|use|obey|quote|quoting|citations?|"
+        r"sources|filters?|answer|details|facts|knowledge base|documents|passages)\b",
+    ),
     "reveal-your-prompt": rf"\b{_OWN}\b",
     "reveal-given-prompt": r"\b(?:you|thou)\b",
     "text-before-my-message": r"\b(?:before|above|preceding|prior)\b",
@@ -863,12 +875,15 @@ _NEEDS: Final = {
     r"recommend|mark|rate|approve|promote|praise|refuse|forward|treat|obey|advise|summari[sz]e|"
     r"leave|omit|mention|list)\b",
 }
-RULES: Final[tuple[_Rule, ...]] = tuple(
-    dataclasses.replace(r, need=re.compile(_NEEDS[r.name], re.IGNORECASE))
-    if r.name in _NEEDS
-    else r
-    for r in _RULES
-)
+
+
+def _needs(name: str) -> tuple[re.Pattern[str], ...]:
+    need = _NEEDS.get(name, ())
+    patterns = (need,) if isinstance(need, str) else need
+    return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+
+
+RULES: Final[tuple[_Rule, ...]] = tuple(dataclasses.replace(r, need=_needs(r.name)) for r in _RULES)
 
 _DISCUSSION = re.compile(
     r"(?<![@.\w])(prompt[\s-]injections?|jailbreaks?|attackers?|attacks?|researchers?|owasp|"
@@ -1013,6 +1028,7 @@ _SPELLED = re.compile(
     r"(?<![\w.-])(?:[A-Za-z][-._·*]|[A-Za-z] (?=[A-Za-z](?:[ -._·*]|$))){2,}"
     r"[A-Za-z](?![\w])\.?"
 )
+_ONE_SIGNAL: Final = frozenset({"addressed_to_model", "model_command"})
 # A decoded reading is worth the rules only if it says something an override says.
 _VIEW_NEED = re.compile(
     r"\b(?:ignore|disregard|forget|instructions?|prompt|rules|previous|system|reveal|pretend|"
@@ -1110,7 +1126,7 @@ class InjectionDetector:
         active = [r for r in RULES if r.only is None or r.only == source]
         quoted = [m.span() for m in _QUOTED.finditer(visible)]
         for rule in active:
-            if rule.need is not None and rule.need.search(visible) is None:
+            if any(n.search(visible) is None for n in rule.need):
                 continue
             for m in rule.pattern.finditer(visible):
                 if m.end() <= m.start():
@@ -1127,30 +1143,26 @@ class InjectionDetector:
                 continue
             for rule in active:
                 if rule.category in _VIEW_CATEGORIES and rule.name not in matched:
-                    if rule.need is not None and rule.need.search(view) is None:
+                    if any(n.search(view) is None for n in rule.need):
                         continue
                     if rule.pattern.search(view):
                         matched.add(rule.name)
                         add(rule, start, max(end, start + 1), rule.weight, "encoded_text")
-        # Each rule counts once (its strongest match); different rules add up.
+        # Each rule counts once (its strongest match); different rules add up. Speaking
+        # to a model is one signal however it is said, and so is what it is told; what
+        # it is told counts only when the text speaks to a model at all.
+        if not any(s.category == "addressed_to_model" for s in spans):
+            spans = [s for s in spans if s.category != "model_command"]
         best: dict[str, float] = {}
         by_rule: dict[str, float] = {}
         for s in spans:
             best[s.category] = max(best.get(s.category, 0.0), s.weight)
-            by_rule[s.rule] = max(by_rule.get(s.rule, 0.0), s.weight)
+            key = s.category if s.category in _ONE_SIGNAL else s.rule
+            by_rule[key] = max(by_rule.get(key, 0.0), s.weight)
         score = combine(list(by_rule.values()))
         categories = tuple(c for c in sorted(best, key=lambda c: (-best[c], c)) if best[c] >= 0.2)
         spans.sort(key=lambda s: (s.start, -s.weight))
         return InjectionReport(round(score, 4), categories, tuple(spans), self.level_of(score))
-
-    def scan_chunks(self, chunks: Iterable[Chunk]) -> list[tuple[Chunk, InjectionReport]]:
-        """The chunks of a document that read like instructions to a model, with why."""
-        found = []
-        for chunk in chunks:
-            report = self.scan(chunk.text, source="document")
-            if report.flagged:
-                found.append((chunk, report))
-        return found
 
 
 _DEFAULT = InjectionDetector()
