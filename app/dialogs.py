@@ -243,7 +243,7 @@ def _quote_line(c: Citation) -> str:
 class WhyDialog(QDialog):
     """Why this answer: the quotes, retrieval scores, cache, provider and breakers."""
 
-    COLUMNS = ("#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final", "Flag")
+    COLUMNS = ("#", "Source", "Page", "BM25", "Vector", "Fused", "Rerank", "Final")
 
     def __init__(self, turn: Turn, parent: QWidget | None, quotes: Sequence[Citation] = ()) -> None:
         """``quotes``: what the answer showed first (the live answer's, when known)."""
@@ -306,7 +306,9 @@ class WhyDialog(QDialog):
             if item.vector_rank is not None:
                 vec += f" ({fmt_rank(item.vector_rank)})"
             cells = [
-                f"[{item.marker}]" + (" cited" if item.marker in cited else ""),
+                f"[{item.marker}]"
+                + (" cited" if item.marker in cited else "")
+                + (" ⚠ kept out" if item.injection_categories else ""),
                 Path(item.source).name,
                 "—" if item.page is None else str(item.page),
                 bm25,
@@ -314,7 +316,6 @@ class WhyDialog(QDialog):
                 fmt_score(item.fused_score),
                 fmt_score(item.rerank_score, 3),
                 fmt_score(item.score),
-                "⚠ kept out" if item.injection_categories else "",
             ]
             flag_tip = (
                 f"Flagged at ingestion ({flag_words(item.injection_categories)}): "
@@ -326,7 +327,7 @@ class WhyDialog(QDialog):
                     item.source
                     if c == 1
                     else flag_tip
-                    if c == len(cells) - 1 and item.injection_categories
+                    if c == 0 and item.injection_categories
                     else text
                 )
                 if item.injection_categories:

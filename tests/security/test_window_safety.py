@@ -51,11 +51,9 @@ def _turn() -> Turn:
 def test_why_this_answer_marks_the_flagged_passage(qtbot: QtBot) -> None:
     dialog = WhyDialog(_turn(), None)
     qtbot.addWidget(dialog)
-    flag = dialog.table.columnCount() - 1
-    assert dialog.table.horizontalHeaderItem(flag).text() == "Flag"
-    assert dialog.table.item(0, flag).text() == ""
-    assert dialog.table.item(1, flag).text() == "⚠ kept out"
-    assert "instruction override" in dialog.table.item(1, flag).toolTip()
+    assert dialog.table.item(0, 0).text() == "[1]"
+    assert dialog.table.item(1, 0).text() == "[2] ⚠ kept out"
+    assert "instruction override" in dialog.table.item(1, 0).toolTip()
     assert dialog.table.item(1, 1).background().color() == FLAGGED_BG
     dialog.table.selectRow(1)
     assert dialog.passage.toPlainText() == HOSTILE
