@@ -136,13 +136,16 @@ class AboutDialog(QDialog):
 def shortcut_rows(
     actions: Sequence[QAction], extra: Sequence[tuple[str, str]] = ()
 ) -> list[tuple[str, str]]:
-    """(what, keys) for every action with a shortcut, then ``extra``, in order."""
+    """(what, keys) for every action with a shortcut, then ``extra``, in order.
+
+    Only an action's first key is listed: a standard key's others are alternatives
+    such as the dedicated Open or Exit keys of some keyboards.
+    """
     rows = []
     for action in actions:
-        keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts()]
-        keys = [k for k in keys if k]
-        if keys:
-            rows.append((action.text().replace("&", ""), ", ".join(dict.fromkeys(keys))))
+        key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if key:
+            rows.append((action.text().replace("&", ""), key))
     rows.extend(extra)
     return rows
 
@@ -167,5 +170,8 @@ class ShortcutsDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        fm = self.fontMetrics()
-        self.resize(fm.averageCharWidth() * 70, fm.height() * (len(rows) + 6))
+        # Tall enough for every row, within the screen (the table scrolls beyond that).
+        rows_height = self.table.verticalHeader().defaultSectionSize() * len(rows)
+        wanted = rows_height + header.sizeHint().height() + buttons.sizeHint().height() + 40
+        screen = self.screen().availableGeometry().height() if self.screen() else wanted
+        self.resize(self.fontMetrics().averageCharWidth() * 70, min(wanted, int(screen * 0.8)))
