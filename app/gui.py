@@ -146,6 +146,7 @@ def run_gui(settings: Settings) -> int:
             except (NotImplementedError, RuntimeError):
                 pass
         await closed.wait()
+        window.save_layout()  # also when Ctrl+C or SIGTERM ended it (no closeEvent then)
         window.hide()
         await bridge.aclose()
         return 0

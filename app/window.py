@@ -951,8 +951,12 @@ class MainWindow(QMainWindow):
             self._apply_icons()
         super().changeEvent(event)
 
-    def closeEvent(self, event: QCloseEvent) -> None:
+    def save_layout(self) -> None:
+        """Remember size, position, docks, splitter and theme for the next run."""
         self.window_state.save(self, self.splitter, self.theme.current or "system")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
         self.health_timer.stop()
         self.health.countdown.stop()
         self._render_timer.stop()
