@@ -1023,6 +1023,7 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a"})
 # "1" reads as i or l: the reading that is a word of the rules wins.
 _VOCABULARY: Final = frozenset(re.findall(r"[a-z]{3,}", _TARGET + _DROP + _REVEAL + _QUALIFIER))
+_LEET_WORDS: Final = _VOCABULARY | {"your", "you", "are", "now", "mode", "system", "pretend"}
 _LEET_WORD = re.compile(r"\b(?=[\w@]*[a-z])(?=[\w@]*[0-9@])[\w@]{3,}\b", re.IGNORECASE)
 _SPELLED = re.compile(
     r"(?<![\w.-])(?:[A-Za-z][-._·*]|[A-Za-z] (?=[A-Za-z](?:[ -._·*]|$))){2,}"
@@ -1062,7 +1063,8 @@ def decoded_views(visible: str) -> list[tuple[str, int, int]]:
     """
     views: list[tuple[str, int, int]] = []
     whole = (0, len(visible))
-    if _LEET_WORD.search(visible):
+    # Worth a reading only if a decoded word is a word of the rules ("x86_64" is not).
+    if any(_unleet(m).lower() in _LEET_WORDS for m in _LEET_WORD.finditer(visible)):
         views.append((_LEET_WORD.sub(_unleet, visible), *whole))
     if _SPELLED.search(visible):
         views.append((_SPELLED.sub(lambda m: re.sub(r"[^A-Za-z]", "", m.group()), visible), *whole))
@@ -1125,8 +1127,18 @@ class InjectionDetector:
 
         active = [r for r in RULES if r.only is None or r.only == source]
         quoted = [m.span() for m in _QUOTED.finditer(visible)]
+        passed: dict[re.Pattern[str], bool] = {}  # rules share pre-tests: run each once
+
+        def passes(rule: _Rule, subject: str) -> bool:
+            for need in rule.need:
+                if need not in passed:
+                    passed[need] = need.search(subject) is not None
+                if not passed[need]:
+                    return False
+            return True
+
         for rule in active:
-            if any(n.search(visible) is None for n in rule.need):
+            if not passes(rule, visible):
                 continue
             for m in rule.pattern.finditer(visible):
                 if m.end() <= m.start():
@@ -1141,9 +1153,10 @@ class InjectionDetector:
         for view, start, end in views:
             if _VIEW_NEED.search(view) is None:
                 continue
+            passed.clear()
             for rule in active:
                 if rule.category in _VIEW_CATEGORIES and rule.name not in matched:
-                    if any(n.search(view) is None for n in rule.need):
+                    if not passes(rule, view):
                         continue
                     if rule.pattern.search(view):
                         matched.add(rule.name)
