@@ -15,7 +15,7 @@ from core.types import ContextPassage, GenerationRequest, ScoredChunk
 
 
 def test_the_quote_is_the_sentence_that_answers(standard: Sequence[ScoredChunk]) -> None:
-    quotes = select_quotes("When was the lighthouse built?", standard)
+    quotes, _ = find_quotes("When was the lighthouse built?", standard, followers=0)
     assert quotes[0].quote == "The Old Harbour lighthouse was built in 1874."
     for q in quotes:
         assert q.quote == q.text[q.quote_start - q.start : q.quote_end - q.start]  # type: ignore[operator]
@@ -38,11 +38,32 @@ def test_consecutive_sentences_of_one_passage_make_one_quote(
         "The ferry leaves the pier at 07:15. The ferry returns from the island at 18:40. "
         "Tickets are sold on board."
     )
-    quotes = select_quotes("When does the ferry leave and return?", passages, max_quotes=2)
+    quotes, _ = find_quotes(
+        "When does the ferry leave and return?", passages, max_quotes=2, followers=0
+    )
     assert len(quotes) == 1
     assert quotes[0].quote == (
         "The ferry leaves the pier at 07:15. The ferry returns from the island at 18:40."
     )
+
+
+def test_a_quote_runs_on_into_the_sentences_after_it_within_a_length(
+    make: Callable[..., list[ScoredChunk]],
+) -> None:
+    # The sentence that names the topic comes first; the fact follows it.
+    text = (
+        "The harbour ferry links the pier with the island. It leaves at 07:15 on weekdays. "
+        "Tickets are sold on board. " + "Bicycles travel free of charge on the lower deck. " * 8
+    )
+    passages = make(text)
+    quote = select_quotes("Tell me about the harbour ferry to the island", passages)[0]
+    assert quote.quote == (
+        "The harbour ferry links the pier with the island. It leaves at 07:15 on weekdays. "
+        "Tickets are sold on board."
+    )
+    assert quote.quote == text[quote.quote_start - quote.start : quote.quote_end - quote.start]  # type: ignore[operator]
+    short, _ = find_quotes("Tell me about the harbour ferry to the island", passages, span_chars=90)
+    assert short[0].quote.endswith("07:15 on weekdays.")  # the next one would pass 90
 
 
 def test_no_quote_when_the_question_terms_are_missing(standard: Sequence[ScoredChunk]) -> None:
