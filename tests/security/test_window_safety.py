@@ -178,3 +178,33 @@ def test_the_chat_view_refuses_any_resource_it_is_asked_to_load(qtbot: QtBot) ->
     view.setHtml('<p>x</p><img src="https://evil.example/p.png">')
     view.grab()  # lay out and paint: this is when images are requested
     assert set(view.blocked_resources) == {"https://evil.example/p.png"}
+
+
+async def test_a_passage_flagged_at_ingestion_shows_as_kept_out_in_why_this_answer(
+    qtbot: QtBot, home: Path, tmp_path: Path
+) -> None:
+    from core.conversations import turn_from_answer
+    from core.services import Services
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "boiler.txt").write_text(CLEAN + "\n")
+    (docs / "flyer.txt").write_text("Boiler service offers.\n\n" + HOSTILE + "\n")
+    (home / "archivist.toml").write_text("[ingest]\nembed = false\n")
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        answer = await services.ask("When is the boiler serviced by the plumber?")
+        flagged = await services.library.flagged_passages(str(docs / "flyer.txt"))
+        source_text = await services.document_text(str(docs / "flyer.txt"))
+    assert len(flagged) == 1
+    assert HOSTILE in source_text[flagged[0].start : flagged[0].end]
+    turn = turn_from_answer(answer)
+    dialog = WhyDialog(turn, None)
+    qtbot.addWidget(dialog)
+    rows = {
+        dialog.table.item(r, 1).text(): dialog.table.item(r, 0).text()
+        for r in range(dialog.table.rowCount())
+    }
+    assert "⚠ kept out" in rows["flyer.txt"]
+    assert "⚠" not in rows["boiler.txt"]
+    assert all(not c.source.endswith("flyer.txt") for c in answer.citations)
