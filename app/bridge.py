@@ -74,6 +74,7 @@ class ServicesBridge(QObject):
     actionFailed = Signal(str)  # a small operator action (force a breaker) failed
 
     sourceReady = Signal(str, str, object)  # path, text, citation
+    sourceFlagged = Signal(str, object)  # path, its passages flagged at ingestion (a list)
     sourceFailed = Signal(str)
 
     conversationsListed = Signal(str, object)  # query, list[ConversationSummary]
@@ -352,6 +353,9 @@ class ServicesBridge(QObject):
         async def body() -> None:
             text = await self.services.document_text(path)
             self.sourceReady.emit(path, text, citation)
+            flagged = await self.services.flagged_passages(path)
+            if flagged:
+                self.sourceFlagged.emit(path, flagged)
 
         return self._spawn(self._guard(body, self.sourceFailed.emit), "bridge-source")
 

@@ -456,6 +456,7 @@ class MainWindow(QMainWindow):
         b.statusFailed.connect(self._say)
         b.actionFailed.connect(self._say)
         b.sourceReady.connect(self._show_source)
+        b.sourceFlagged.connect(self._show_source_flags)
         b.sourceFailed.connect(self._say)
         b.conversationsListed.connect(self._on_conversations)
         b.conversationLoaded.connect(self._on_conversation_loaded)
@@ -769,6 +770,12 @@ class MainWindow(QMainWindow):
             self.source_dialog.close()
         self.source_dialog = SourceDialog(path, text, citation, self)
         self.source_dialog.show()
+
+    def _show_source_flags(self, path: str, flagged: object) -> None:
+        """The source's passages flagged at ingestion, tinted in the open source view."""
+        dialog = self.source_dialog
+        if dialog is not None and dialog.path == path and isinstance(flagged, list):
+            dialog.show_flagged(flagged)
 
     def _on_ingest_started(self, n: int) -> None:
         self.library.on_started(n)

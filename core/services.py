@@ -59,6 +59,7 @@ from core.security.sanitize import clean_question
 from core.types import (
     Answer,
     BreakerTransition,
+    FlaggedPassage,
     HealthSnapshot,
     IngestProgress,
     IngestReport,
@@ -396,6 +397,10 @@ class Services:
     async def document_text(self, path: str) -> str:
         """The extracted text of a source (citations index into it)."""
         return await self.library.document_text(path)
+
+    async def flagged_passages(self, path: str) -> list[FlaggedPassage]:
+        """The passages of a source flagged at ingestion (kept out of every prompt)."""
+        return await self.library.flagged_passages(path)
 
     async def quarantined(self) -> list[tuple[str, str, float]]:
         return await self.library.quarantined()

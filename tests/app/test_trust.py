@@ -85,6 +85,9 @@ class FakeServices:
         assert path == SOURCE
         return SOURCE_TEXT
 
+    async def flagged_passages(self, path: str) -> list[object]:
+        return []
+
     async def quarantined(self) -> list[tuple[str, str, float]]:
         return []
 
