@@ -383,6 +383,23 @@ class AskPipeline:
         if not decision.call_model:
             notices.append(decision.reason[:1].upper() + decision.reason[1:] + ".")
             return self._abstention(text, kept, quotes, trace, notices, provider="gate")
+        if "injection" in trace.detail:
+            # A question that reads like instructions to a model never reaches one:
+            # it is answered from the documents' own sentences (policy "warn").
+            if not quotes:
+                return self._abstention(text, kept, quotes, trace, notices, provider="quotes")
+            trace.outcome, trace.provider = "ok", "quotes"
+            base = Answer(
+                question=text,
+                text="",
+                citations=(),
+                provider="quotes",
+                cache="embedding" if trace.cache_layer == "embedding" else "miss",
+                degraded=False,
+                timings_ms=timings,
+                request_id=trace.request_id,
+            )
+            return self._quotes_answer(base, quotes, notices)
 
         answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
         if not answer.text:
