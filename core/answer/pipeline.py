@@ -424,6 +424,12 @@ class AskPipeline:
             # as such; without them Archivist abstains.
             trace.detail["model_not_found"] = True
             if not quotes:
+                # The quotes step reads terms only (milliseconds); a paraphrased
+                # question may share no terms with the sentence that answers it.
+                # The model has run anyway, so the passages' sentences are now also
+                # compared with the question by embedding.
+                quotes = await self._quotes_by_meaning(text, kept, timings)
+            if not quotes:
                 trace.outcome = "not_found" if trace.outcome == "ok" else trace.outcome
                 return dataclasses.replace(
                     self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
@@ -465,6 +471,18 @@ class AskPipeline:
             quotes=quotes,
             notice=" ".join(notices),
         )
+
+    async def _quotes_by_meaning(
+        self, text: str, kept: Sequence[ScoredChunk], timings: dict[str, float]
+    ) -> tuple[Citation, ...]:
+        """Quotes found with the sentence encoder too (``()`` without a loaded model)."""
+        encoder = self._retriever.sentence_encoder()
+        if encoder is None or not kept:
+            return ()
+        t0 = time.perf_counter()
+        quotes, _ = await asyncio.to_thread(find_quotes, text, kept, embed=encoder)
+        timings["quotes_by_meaning"] = (time.perf_counter() - t0) * 1000
+        return quotes
 
     async def gate_features(self, text: str, kept: Sequence[ScoredChunk]) -> gate.GateFeatures:
         """What the gate decides on for ``text`` and its passages (also for benchmarks)."""

@@ -155,3 +155,32 @@ async def test_a_model_that_finds_nothing_where_the_gate_found_evidence_gives_wa
     assert "1874" in answer.text, "the passages' own sentence is the answer"
     assert answer.notice and "found no answer in these passages" in answer.notice
     assert any("1874" in c.quote for c in answer.citations)
+
+
+async def test_a_model_that_finds_nothing_gets_quotes_found_by_meaning(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # The question shares no word with the sentence that answers it: the quotes
+    # step (terms only) finds nothing, the sentence encoder does.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "hours.txt").write_text(
+        "The office closes at 17:00 on Fridays.\n\nBeds are watered on Tuesdays.\n"
+    )
+    (home / "archivist.toml").write_text(
+        "[rate_limit]\nenabled = false\n"
+        f'[[providers]]\nname = "model"\nkind = "openai"\nbase_url = "{llm.base_url}"\n'
+        'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n'
+    )
+    question = "What time does the workplace shut at the end of the week?"
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        await services.wait_ready()
+        seen: list[tuple[Citation, ...]] = []
+        llm.push(Succeed(("The documents do not contain an answer to this question.",)))
+        answer = await services.ask(question, on_quotes=seen.append, use_cache=False)
+    assert seen == [()], "no quote by terms"
+    assert llm.chat_requests
+    assert not answer.abstained
+    assert "17:00" in answer.text
+    assert any("17:00" in c.quote for c in answer.citations)
