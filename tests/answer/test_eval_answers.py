@@ -11,22 +11,12 @@ from pathlib import Path
 from core.answer.evaluate import score_answer, summarize
 from core.evaluation import EvalQuestion
 from core.types import Answer, Chunk, Citation
-from tests.support.mini_corpus import write_mini_corpus
+from tests.support.mini_corpus import write_questions_file
 
 
 def _questions_file(tmp_path: Path, corpus: Path) -> tuple[Path, int, int]:
-    questions = write_mini_corpus(corpus)
     path = tmp_path / "mini.jsonl"
-    with path.open("w", encoding="utf-8") as out:
-        for i, q in enumerate(questions):
-            row = {
-                "id": f"mini{i:02d}",
-                "question": q.question,
-                "relevant": [q.source_name] if q.source_name else [],
-                "answer_contains": list(q.answer_contains),
-                "kind": q.kind if q.answer_contains else "unanswerable",
-            }
-            out.write(json.dumps(row) + "\n")
+    questions = write_questions_file(corpus, path)
     unanswerable = sum(1 for q in questions if not q.answer_contains)
     return path, len(questions), unanswerable
 

@@ -34,24 +34,7 @@ from core.config import default_home, load_settings  # noqa: E402
 from core.evaluation import load_questions  # noqa: E402
 from core.services import Services  # noqa: E402
 from core.types import Answer  # noqa: E402
-
-
-def write_mini_questions(corpus: Path, path: Path) -> Path:
-    """Write the mini corpus into ``corpus`` and its questions (JSON lines) to ``path``."""
-    from tests.support.mini_corpus import write_mini_corpus
-
-    corpus.mkdir(parents=True)
-    with path.open("w", encoding="utf-8") as out:
-        for i, q in enumerate(write_mini_corpus(corpus)):
-            row = {
-                "id": f"mini{i:02d}",
-                "question": q.question,
-                "relevant": [q.source_name] if q.source_name else [],
-                "answer_contains": list(q.answer_contains),
-                "kind": q.kind if q.answer_contains else "unanswerable",
-            }
-            out.write(json.dumps(row) + "\n")
-    return path
+from tests.support.mini_corpus import write_questions_file  # noqa: E402
 
 
 async def gate_features(services: Services, questions: list[Any]) -> list[dict[str, Any]]:
@@ -113,7 +96,9 @@ def main() -> int:
         home = Path(tmp) / "home"
         if args.mini:
             args.corpus = Path(tmp) / "mini"
-            args.questions = str(write_mini_questions(args.corpus, Path(tmp) / "mini.jsonl"))
+            args.corpus.mkdir()
+            args.questions = str(Path(tmp) / "mini.jsonl")
+            write_questions_file(args.corpus, Path(args.questions))
             args.kb = None
         if args.kb is not None:
             shutil.copytree(args.kb, home, ignore=shutil.ignore_patterns("logs", "*.lock"))

@@ -18,6 +18,7 @@ were written before any measurement and are frozen: do not tune product code on 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,3 +419,20 @@ def write_mini_corpus(folder: Path) -> list[MiniQuestion]:
     _write_pdf(folder / DATASHEET_PDF, DATASHEET_PAGES)
     _write_docx(folder / MINUTES_DOCX)
     return list(QUESTIONS)
+
+
+def write_questions_file(corpus: Path, path: Path) -> list[MiniQuestion]:
+    """Write the corpus into ``corpus`` (an existing folder) and its questions to
+    ``path`` as JSON lines in the evaluation sets' format; return the questions."""
+    questions = write_mini_corpus(corpus)
+    with path.open("w", encoding="utf-8") as out:
+        for i, q in enumerate(questions):
+            row = {
+                "id": f"mini{i:02d}",
+                "question": q.question,
+                "relevant": [q.source_name] if q.source_name else [],
+                "answer_contains": list(q.answer_contains),
+                "kind": q.kind if q.answer_contains else "unanswerable",
+            }
+            out.write(json.dumps(row) + "\n")
+    return questions
