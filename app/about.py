@@ -8,7 +8,6 @@ never out of date.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.desktop import app_icon
+from app.version import app_version
 
 OpenUrl = Callable[[QUrl], object]
 
@@ -54,13 +54,6 @@ LICENCES: tuple[Licence, ...] = (
     Licence("ms-marco-MiniLM-L-6-v2", "optional reranker (when turned on)", "Apache-2.0"),
     Licence("Qt and Qt for Python (PySide6)", "the window toolkit", "LGPL-3.0"),
 )
-
-
-def app_version() -> str:
-    try:
-        return importlib.metadata.version("archivist")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class AboutDialog(QDialog):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app import statusview as sv
+from app.version import app_version
 from core.config import Settings, load_settings
 from core.errors import ArchivistError, ConfigError, RateLimited, UsageError
 from core.logs import setup_logging
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="settings file (default: archivist.toml in ARCHIVIST_HOME)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {app_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("gui", help="open the window (the default)")

@@ -90,9 +90,9 @@ def configure_application(app: object) -> None:
     """Name, version, icon and desktop entry of the running QApplication."""
     from PySide6.QtWidgets import QApplication
 
-    from app.about import app_version
     from app.desktop import app_icon
     from app.resources import APP_ID
+    from app.version import app_version
 
     assert isinstance(app, QApplication)
     app.setApplicationName("Archivist")
