@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build the self-contained Linux bundle and its AppImage (`make package`; README "Package").
+#
+#   packaging/build-bundle.sh [PATH/TO/VENV/bin]        (default: .venv/bin)
+#
+# Produces
+#   dist/archivist/archivist                     the one-folder bundle (PyInstaller,
+#                                                packaging/archivist.spec), run in place
+#   build/appimage/Archivist.AppDir/             the AppDir: AppRun, desktop entry, icon,
+#                                                metainfo, the bundle in usr/lib/archivist
+#   build/appimage/Archivist.squashfs            the AppDir as a SquashFS image
+#   dist/Archivist-<version>-x86_64.AppImage     the AppImage: an AppImage type-2 runtime
+#                                                followed by the SquashFS image, made only
+#                                                when a runtime is at hand (below)
+#
+# The AppImage runtime (the small ELF program at the front of every AppImage that
+# mounts or extracts the image behind it) is in no package reachable from here
+# (PyPI, Debian 12, npm). Give one and the AppImage is assembled:
+#   APPIMAGE_RUNTIME=/path/to/runtime-x86_64     a type-2 runtime file, or
+#   appimagetool on the PATH                     builds the AppImage from the AppDir.
+# Without either, the AppDir and the image are left ready and the script says so.
+# ARCHIVIST_REQUIRE_APPIMAGE=1 turns that into a failure.
+#
+# Rebuilds from scratch each time (the same inputs give the same bundle); the
+# Makefile skips the call when nothing the bundle is made from has changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN="${1:-.venv/bin}"
+APPDIR=build/appimage/Archivist.AppDir
+IMAGE=build/appimage/Archivist.squashfs
+APP_ID=io.archivist.Archivist
+
+started=$(date +%s)
+# --clean: no stale analysis from another venv; the work folder stays under build/
+"$BIN/pyinstaller" --noconfirm --clean --log-level WARN \
+  --distpath dist --workpath build/pyinstaller packaging/archivist.spec
+
+# torch's two big libraries ship with their symbol tables (~90 MB); the dynamic
+# symbols they need at run time are kept by --strip-unneeded.
+for lib in dist/archivist/_internal/torch/lib/libtorch_cpu.so \
+           dist/archivist/_internal/torch/lib/libtorch_python.so; do
+  if [ -f "$lib" ]; then strip --strip-unneeded "$lib"; fi
+done
+
+version=$(dist/archivist/archivist --version | awk '{print $2}')
+echo "bundle: dist/archivist ($(du -sh dist/archivist | cut -f1)), archivist $version," \
+  "built in $(( $(date +%s) - started )) s" >&2
+
+# ---------------------------------------------------------------- AppDir
+rm -rf build/appimage
+mkdir -p "$APPDIR/usr/lib" "$APPDIR/usr/share/metainfo" "$APPDIR/usr/share/applications"
+cp -a dist/archivist "$APPDIR/usr/lib/archivist"
+cat > "$APPDIR/AppRun" <<'EOF'
+#!/bin/sh
+# The AppImage's entry: run the bundled archivist (the window when given no command).
+here="$(dirname "$(readlink -f "$0")")"
+exec "$here/usr/lib/archivist/archivist" "$@"
+EOF
+chmod +x "$APPDIR/AppRun"
+# Inside an AppImage `archivist` is not on the PATH: no TryExec (desktop integration
+# tools point Exec at the AppImage itself).
+grep -v '^TryExec=' "resources/$APP_ID.desktop" > "$APPDIR/$APP_ID.desktop"
+cp "$APPDIR/$APP_ID.desktop" "$APPDIR/usr/share/applications/"
+cp "resources/$APP_ID.metainfo.xml" "$APPDIR/usr/share/metainfo/"
+cp "resources/icons/hicolor/256x256/apps/$APP_ID.png" "$APPDIR/$APP_ID.png"
+cp -r resources/icons "$APPDIR/usr/share/"
+ln -sf "$APP_ID.png" "$APPDIR/.DirIcon"
+
+mksquashfs "$APPDIR" "$IMAGE" -root-owned -noappend -comp zstd -quiet >/dev/null
+echo "appimage: $APPDIR and $IMAGE ($(du -sh "$IMAGE" | cut -f1))" >&2
+
+# ---------------------------------------------------------------- AppImage
+appimage="dist/Archivist-$version-x86_64.AppImage"
+rm -f dist/Archivist-*-x86_64.AppImage
+if [ -n "${APPIMAGE_RUNTIME:-}" ]; then
+  cat "$APPIMAGE_RUNTIME" "$IMAGE" > "$appimage"
+  chmod +x "$appimage"
+elif command -v appimagetool >/dev/null 2>&1; then
+  ARCH=x86_64 appimagetool --no-appstream "$APPDIR" "$appimage" >&2
+fi
+if [ -f "$appimage" ]; then
+  echo "appimage: $appimage ($(du -sh "$appimage" | cut -f1))" >&2
+else
+  msg="no AppImage runtime (APPIMAGE_RUNTIME=FILE or appimagetool on the PATH);"
+  msg+=" $APPDIR and $IMAGE are ready for one"
+  if [ "${ARCHIVIST_REQUIRE_APPIMAGE:-0}" = "1" ]; then
+    echo "appimage: $msg" >&2
+    exit 1
+  fi
+  echo "appimage: skipped: $msg" >&2
+fi
