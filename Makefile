@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 run: system-deps $(VENV)/.installed local-model
 	$(BIN)/archivist gui
 
-test: system-deps-test $(VENV)/.installed-dev local-model check pytest
+test: system-deps-test $(VENV)/.installed-dev local-model check package pytest
 
 # The local LLM (llama-cpp-python + Qwen2.5-Coder-0.5B). ARCHIVIST_SKIP_LOCAL_MODEL=1 skips it;
 # the app then answers with the offline extractive provider or a configured server.
@@ -68,3 +68,23 @@ clean:
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python packaging/screenshots.py screenshots
+
+# The self-contained Linux bundle dist/archivist/archivist (PyInstaller), the AppImage's
+# AppDir and image, and dist/Archivist-<version>-x86_64.AppImage when an AppImage runtime
+# is given (packaging/build-bundle.sh; README "Package"). Part of `make test`, whose
+# tests/packaging/test_bundle.py runs the bundle. Rebuilt only when a source changed;
+# ARCHIVIST_SKIP_PACKAGE=1 skips it outside CI (the bundle tests then skip).
+PACKAGE_INPUTS := pyproject.toml $(shell find app core resources packaging -type f -not -path '*/__pycache__/*' 2>/dev/null)
+.PHONY: package
+package: $(VENV)/.installed-dev
+	@if [ "$${ARCHIVIST_SKIP_PACKAGE:-0}" = "1" ] && [ "$${CI:-}" != "true" ]; then \
+	  echo "package: skipped (ARCHIVIST_SKIP_PACKAGE=1)" >&2; \
+	else \
+	  [ -x dist/archivist/archivist ] || rm -f build/package.stamp; \
+	  $(MAKE) --no-print-directory build/package.stamp; \
+	fi
+
+build/package.stamp: $(PACKAGE_INPUTS)
+	@packaging/system-deps.sh package
+	packaging/build-bundle.sh $(BIN)
+	@mkdir -p build && touch $@

@@ -50,7 +50,7 @@ echo "bundle: dist/archivist ($(du -sh dist/archivist | cut -f1)), archivist $ve
 # ---------------------------------------------------------------- AppDir
 rm -rf build/appimage
 mkdir -p "$APPDIR/usr/lib" "$APPDIR/usr/share/metainfo" "$APPDIR/usr/share/applications"
-cp -a dist/archivist "$APPDIR/usr/lib/archivist"
+cp -al dist/archivist "$APPDIR/usr/lib/archivist"  # hard links: no second GB on disk
 cat > "$APPDIR/AppRun" <<'EOF'
 #!/bin/sh
 # The AppImage's entry: run the bundled archivist (the window when given no command).
@@ -67,7 +67,7 @@ cp "resources/icons/hicolor/256x256/apps/$APP_ID.png" "$APPDIR/$APP_ID.png"
 cp -r resources/icons "$APPDIR/usr/share/"
 ln -sf "$APP_ID.png" "$APPDIR/.DirIcon"
 
-mksquashfs "$APPDIR" "$IMAGE" -root-owned -noappend -comp zstd -quiet >/dev/null
+mksquashfs "$APPDIR" "$IMAGE" -root-owned -noappend -comp zstd -Xcompression-level 9 -quiet >/dev/null
 echo "appimage: $APPDIR and $IMAGE ($(du -sh "$IMAGE" | cut -f1))" >&2
 
 # ---------------------------------------------------------------- AppImage

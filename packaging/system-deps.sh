@@ -19,9 +19,14 @@ test_pkgs+=(dbus gnome-keyring)
 test_pkgs+=(desktop-file-utils appstream)
 # a private session bus and dbus-monitor: the launcher-progress test (tests/app/test_desktop_window.py)
 test_pkgs+=(dbus-daemon dbus-bin)
+# `make package` (also run by `make test`): mksquashfs packs the AppImage's image, strip
+# trims torch's libraries (packaging/build-bundle.sh)
+package_pkgs=(squashfs-tools binutils)
+test_pkgs+=("${package_pkgs[@]}")
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
+if [ "${1:-run}" = "package" ]; then want+=("${package_pkgs[@]}"); fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "system-deps: not a Debian system; install the equivalents of: ${want[*]}" >&2
