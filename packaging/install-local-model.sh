@@ -10,7 +10,9 @@
 #   ARCHIVIST_HOME                 the data folder (the model goes to $ARCHIVIST_HOME/models)
 #
 # llama-cpp-python has no wheel for Linux on PyPI: pip builds it once with cmake
-# and a C++ compiler (about 5-9 minutes on two cores) and caches the wheel.
+# and a C++ compiler (about 5-10 minutes on two cores; 9.8 min measured on two
+# busy cores) and caches the wheel. A prebuilt runtime was measured and is slower
+# to the first token: see tests/bench/llm_runtimes.py and README.
 # A failure here does not stop `make run` (the app works without a local model),
 # except under CI=true, where the tests need the model.
 set -euo pipefail

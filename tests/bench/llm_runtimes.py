@@ -25,13 +25,14 @@ time of each piece is taken where it arrives in Python. xllamacpp's host-memory
 cache of earlier prompts is switched off (llama-cpp-python has none), so both
 reuse only the prefix shared with the previous prompt.
 
-Measured on 2026-12-01 (2 shared cores under a load average of 8-12, 5 rounds,
-48 tokens): see the commit that added this file and README's set-up section.
+xllamacpp is not a dependency: ``pip install xllamacpp==2026.10.11549`` to run this.
+The figures of 2026-12-01 are in README's set-up section.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -290,6 +291,12 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 11:
         parser.error("--rounds must be 1..11 (the number of distinct prompts - 1)")
+    missing = [m for m in ("llama_cpp", "xllamacpp") if importlib.util.find_spec(m) is None]
+    if missing:
+        parser.error(
+            f"{', '.join(missing)} not installed: pip install -e '.[local-llm]' "
+            "xllamacpp==2026.10.11549"
+        )
     models_dir = args.models_dir or models._default_models_dir()
 
     def log(run: Run) -> None:
