@@ -421,14 +421,15 @@ class AskPipeline:
             # "not found" was on an answerable question (Python docs 6 of 6, the frozen
             # handbook set 7 of 7; tests/bench/answers.py), and every true abstention
             # came from the gate. So the passages' best sentences are shown, marked
-            # as such; without them Archivist abstains.
+            # as such; only when no sentence relates to the question at all does
+            # Archivist say the documents do not contain the answer.
             trace.detail["model_not_found"] = True
             if not quotes:
-                # The quotes step reads terms only (milliseconds); a paraphrased
-                # question may share no terms with the sentence that answers it.
-                # The model has run anyway, so the passages' sentences are now also
-                # compared with the question by embedding.
-                quotes = await self._quotes_by_meaning(text, kept, timings)
+                # The quotes step reads terms only (milliseconds) and quotes only
+                # strong evidence; a paraphrased question may share few words with
+                # the sentence that answers it. The model has run anyway, so the
+                # closest sentences are looked for by meaning too, and shown.
+                quotes = await self._closest_sentences(text, kept, timings)
             if not quotes:
                 trace.outcome = "not_found" if trace.outcome == "ok" else trace.outcome
                 return dataclasses.replace(
@@ -472,16 +473,23 @@ class AskPipeline:
             notice=" ".join(notices),
         )
 
-    async def _quotes_by_meaning(
+    async def _closest_sentences(
         self, text: str, kept: Sequence[ScoredChunk], timings: dict[str, float]
     ) -> tuple[Citation, ...]:
-        """Quotes found with the sentence encoder too (``()`` without a loaded model)."""
-        encoder = self._retriever.sentence_encoder()
-        if encoder is None or not kept:
+        """The passages' sentences closest to the question, by terms and (with a loaded
+        model) by meaning, however weak; ``()`` when none shares anything with it."""
+        if not kept:
             return ()
         t0 = time.perf_counter()
-        quotes, _ = await asyncio.to_thread(find_quotes, text, kept, embed=encoder)
-        timings["quotes_by_meaning"] = (time.perf_counter() - t0) * 1000
+        quotes, _ = await asyncio.to_thread(
+            find_quotes,
+            text,
+            kept,
+            embed=self._retriever.sentence_encoder(),
+            min_coverage=0.0,
+            min_cosine=0.0,
+        )
+        timings["closest_sentences"] = (time.perf_counter() - t0) * 1000
         return quotes
 
     async def gate_features(self, text: str, kept: Sequence[ScoredChunk]) -> gate.GateFeatures:

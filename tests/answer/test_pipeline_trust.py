@@ -184,3 +184,24 @@ async def test_a_model_that_finds_nothing_gets_quotes_found_by_meaning(
     assert not answer.abstained
     assert "17:00" in answer.text
     assert any("17:00" in c.quote for c in answer.citations)
+
+
+async def test_weak_evidence_and_a_model_that_finds_nothing_show_the_closest_sentences(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "hours.txt").write_text(
+        "The office closes at 17:00 on Fridays.\n\nBeds are watered on Tuesdays.\n"
+    )
+    _config(home, llm.base_url)
+    question = "When does the office shut for the weekend, and who locks the doors?"
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        seen: list[tuple[Citation, ...]] = []
+        llm.push(Succeed(("The documents do not contain an answer to this question.",)))
+        answer = await services.ask(question, on_quotes=seen.append, use_cache=False)
+    assert seen == [()], "too little of the question is covered for quotes first"
+    assert llm.chat_requests and not answer.abstained
+    assert "office closes at 17:00" in answer.text
+    assert answer.notice and "found no answer in these passages" in answer.notice
