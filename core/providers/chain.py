@@ -15,6 +15,7 @@ import httpx
 from core.breaker import CircuitBreaker
 from core.config import ProviderSettings, Settings
 from core.providers.base import Provider
+from core.providers.choice import preferred_local_model, this_machine
 from core.providers.extractive import ExtractiveProvider
 from core.providers.llama_cpp import LlamaCppProvider, local_model_available
 from core.providers.openai import OpenAIProvider
@@ -62,7 +63,8 @@ def default_local_provider(settings: Settings) -> LlamaCppProvider | None:
     choice = settings.local_model
     if choice == "off":
         return None
-    name = local_model_available(settings.models_dir, None if choice == "auto" else choice)
+    preferred = preferred_local_model(this_machine()) if choice == "auto" else choice
+    name = local_model_available(settings.models_dir, preferred)
     if name is None:
         return None
     # A CPU model needs time: prefill of ~1,000 context tokens takes seconds.
