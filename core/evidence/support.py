@@ -223,7 +223,7 @@ def _polarity_ok(
 class _Claim:
     """One answer sentence, its terms as bits (a window's evidence is an OR of masks)."""
 
-    __slots__ = ("_coverage", "bits", "hard", "terms", "total", "weights")
+    __slots__ = ("_coverage", "bits", "hard", "terms", "total", "weights", "words")
 
     def __init__(self, terms: Terms, idf: LocalIdf) -> None:
         self.terms = terms
@@ -232,6 +232,8 @@ class _Claim:
         self.weights = {t: idf.weight(t) for t in order}
         self.total = sum(self.weights.values())
         self.hard = self.mask(terms.hard)
+        # The plain words: neither a hard term nor a piece of one ("inc" of "inc-2291").
+        self.words = frozenset(t for t in terms.content if not any(t in h for h in terms.hard))
         self._coverage: dict[int, float] = {}
 
     def mask(self, terms: frozenset[str]) -> int:
@@ -308,17 +310,26 @@ def _pair(claim: _Claim, a: _Span, b: _Span) -> tuple[float, bool]:
     """Two passages that each hold part of the claim ("built in 1874; lasted 47 minutes").
 
     Only hard terms justify a pair: each span must bring a number, date or
-    identifier the other lacks, and each must agree with the claim's negations on
-    its own (otherwise "logs are encrypted" would lend "encrypted" to "backups").
+    identifier the other lacks, together with a word of the claim the other lacks
+    (what that number is about: "outage ... lasted" beside "47 minutes"), and
+    each must agree with the claim's negations on its own (otherwise "logs are
+    encrypted" would lend "encrypted" to "backups"). A bare figure from another
+    passage never completes a claim: "the outage lasted 11 weeks" is not
+    supported by an outage in one passage and a delivery time of 11 weeks in
+    another.
     """
     hard = claim.terms.hard
+    words = claim.words
     overlap = a.overlap | b.overlap
     cosines = [c for c in (a.cosine, b.cosine) if c is not None]
     score = support_score(claim.coverage(claim.mask(overlap)), max(cosines) if cosines else None)
+    only_a, only_b = a.overlap - b.overlap, b.overlap - a.overlap
     valid = (
         hard <= overlap
-        and bool((a.overlap - b.overlap) & hard)
-        and bool((b.overlap - a.overlap) & hard)
+        and bool(only_a & hard)
+        and bool(only_b & hard)
+        and bool(only_a & words)
+        and bool(only_b & words)
         and _polarity_ok(claim.terms, a.overlap, a.pos, a.neg)
         and _polarity_ok(claim.terms, b.overlap, b.pos, b.neg)
     )

@@ -664,3 +664,19 @@ def test_real_embedding_figures_on_the_frozen_split(minilm: Callable[[list[str]]
     tune, held_out = _supported(TUNE, minilm), _supported(HELD_OUT, minilm)
     assert tune["para"] >= 9 and tune["other"] <= 8  # float noise across machines: +-1
     assert held_out["para"] >= 6 and held_out["other"] <= 6
+
+
+def test_a_figure_from_another_passage_does_not_complete_a_claim(
+    make: Callable[..., list[ScoredChunk]],
+) -> None:
+    passages = make(
+        "Incident INC-2291: the telemetry ingestion service stopped accepting readings. "
+        "The outage lasted 47 minutes.",
+        "The supplier takes 11 weeks to deliver the conductivity probes.",
+    )
+    wrong = check_answer("q", "The telemetry outage in INC-2291 lasted 11 weeks [1][2].", passages)
+    assert not wrong.sentences[0].supported
+    assert wrong.citations == ()
+    right = check_answer("q", "The telemetry outage in INC-2291 lasted 47 minutes [2].", passages)
+    assert right.sentences[0].supported
+    assert [c.chunk_id for c in right.citations] == [passages[0].chunk.id]
