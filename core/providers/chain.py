@@ -63,7 +63,17 @@ def default_local_provider(settings: Settings) -> LlamaCppProvider | None:
     choice = settings.local_model
     if choice == "off":
         return None
-    preferred = preferred_local_model(this_machine()) if choice == "auto" else choice
+    preferred: str | None = choice
+    if choice == "auto":
+        machine = this_machine()
+        preferred = preferred_local_model(machine)
+        if preferred is None:
+            log.warning(
+                "no local model: %.1f GB of memory available is too little to load one "
+                "(answers come from the documents' own sentences; set local_model to force one)",
+                (machine.available_bytes or 0) / (1 << 30),
+            )
+            return None
     name = local_model_available(settings.models_dir, preferred)
     if name is None:
         return None

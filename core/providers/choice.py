@@ -1,12 +1,18 @@
 """Which local model suits this machine (``local_model = "auto"``).
 
-Measured with tests/bench/answers.py on both evaluation sets (see the README,
-"Which local model"): the 1.5B model and the 0.5B model, same prompt, evidence
-check and gate, on a 2-core machine. The larger model needs about 2 GB of memory
-(the 0.5B about 0.7 GB) and decodes at roughly half the speed, so on a small
-machine it turns a ~10 s answer into a ~20-30 s one. It is preferred only where
-it has the cores to answer at about the speed the small one has on two, and the
-memory to load beside the embedder and the window.
+Measured with tests/bench/answers.py (README, "Which local model"): on the
+same 35 Python docs questions, with the same prompt, evidence check and gate,
+Qwen2.5-Coder 1.5B answered 17 correctly where the 0.5B answered 18, abstained
+on the same 5 of 9 unanswerable questions, and cited precisely 11 of its 12
+correct answers against 13 of 13, while needing about 2 GB of memory instead of 0.7 GB
+and decoding at about half the speed (shared/models.md). Once every answer is
+checked against the passages, the larger model buys nothing here, so "auto"
+never picks it on its own (set ``local_model`` to use it).
+
+What the machine decides is whether to load a model at all: with too little
+memory available, loading one beside the embedder and the window would push the
+system into swap, and Archivist answers with the documents' own sentences
+instead (the quotes and the extractive provider).
 """
 
 from __future__ import annotations
@@ -16,13 +22,9 @@ from dataclasses import dataclass
 
 from core import models
 
-# The 1.5B model decodes at ~29 tokens/s on 2 threads where the 0.5B does ~50
-# (shared/models.md): with twice the cores it answers about as fast as the 0.5B
-# does on two.
-LARGE_MODEL_MIN_CORES = 4
-# Its ~2 GB, plus the embedder and the app (~1.5 GB), plus room for the documents
-# being parsed and the user's other programs.
-LARGE_MODEL_MIN_AVAILABLE = 6 << 30
+# The 0.5B model takes ~0.7 GB, the embedder and the app ~1.5 GB: below this much
+# available memory no local model is loaded by default.
+MIN_AVAILABLE_FOR_LOCAL_MODEL = 3 << 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +56,10 @@ def _available_memory() -> int | None:
         return None
 
 
-def preferred_local_model(machine: Machine) -> str:
-    """The catalog model to use first on ``machine`` (when it is installed)."""
-    memory_ok = (
-        machine.available_bytes is not None and machine.available_bytes >= LARGE_MODEL_MIN_AVAILABLE
-    )
-    if machine.cores >= LARGE_MODEL_MIN_CORES and memory_ok:
-        return models.QWEN_15B
+def preferred_local_model(machine: Machine) -> str | None:
+    """The catalog model "auto" uses on ``machine``, or None for no local model."""
+    if machine.available_bytes is not None and (
+        machine.available_bytes < MIN_AVAILABLE_FOR_LOCAL_MODEL
+    ):
+        return None
     return models.QWEN_05B
