@@ -56,8 +56,21 @@ def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("keyring-home")
     runtime = home / "run"
     runtime.mkdir(mode=0o700)
+    # A session bus without service directories: nothing can be started by D-Bus
+    # activation. With the standard session config, a probe that arrives before our
+    # daemon has taken its name starts a second, locked gnome-keyring that then owns
+    # the Secret Service and can only prompt (seen in a CI run on a loaded machine).
+    config = home / "bus.conf"
+    config.write_text(
+        "<!DOCTYPE busconfig PUBLIC '-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN'"
+        " 'http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd'>\n"
+        "<busconfig><type>session</type>"
+        f"<listen>unix:dir={runtime}</listen>"
+        "<policy context='default'><allow send_destination='*' eavesdrop='true'/>"
+        "<allow eavesdrop='true'/><allow own='*'/></policy></busconfig>\n"
+    )
     bus = subprocess.Popen(
-        [dbus, "--session", "--nofork", "--nopidfile", "--print-address=1"],
+        [dbus, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -85,8 +98,17 @@ def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         from keyring.backends import SecretService
 
+        # Probing before the daemon has created and unlocked the login keyring makes
+        # the library ask it to create one, which needs a prompt nobody can answer
+        # (seen on a loaded machine): wait for the keyring file first.
+        login = home / "data" / "keyrings" / "login.keyring"
+        deadline = time.monotonic() + 30
+        while not login.exists():
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                pytest.fail("gnome-keyring-daemon did not create the login keyring")
+            time.sleep(0.05)
         backend = SecretService.Keyring()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while True:  # the daemon registers its bus name a moment after it starts
             try:
                 backend.get_password("archivist-probe", "probe")
