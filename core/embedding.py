@@ -94,7 +94,10 @@ class Embedder:
             try:
                 import torch
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                # No "Loading weights" progress bar on the user's terminal or log.
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 torch.set_num_threads(self._settings.threads)
                 model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
             except Exception as exc:  # any library failure is a model fault, not a bug
