@@ -914,23 +914,6 @@ def _is_tag(ch: str) -> bool:
     return 0xE0000 <= ord(ch) <= 0xE007F
 
 
-def _joins_script(prev: str, nxt: str) -> bool:
-    """ZWJ/ZWNJ legitimately join emoji and letters of Arabic-script and Indic text."""
-
-    def joinable(c: str) -> bool:
-        o = ord(c) if c else 0
-        return (
-            o >= 0x1F000
-            or 0x2600 <= o <= 0x27BF
-            or o == 0xFE0F
-            or 0x0600 <= o <= 0x08FF
-            or 0x0900 <= o <= 0x0DFF
-            or 0xFB50 <= o <= 0xFEFC
-        )
-
-    return joinable(prev) and joinable(nxt)
-
-
 def strip_invisible(text: str) -> tuple[str, list[int], list[int]]:
     """(visible text, its index -> original index, original indexes of suspicious chars).
 
