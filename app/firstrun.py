@@ -165,7 +165,10 @@ class LocalModelInfo:
 
     def describe(self) -> str:
         if not self.choosable:
-            return "Not installed on this computer (make run installs it)."
+            return (
+                "Not installed on this computer (name a .gguf file in Settings, "
+                "or run make local-model in a source checkout)."
+            )
         parts = [self.file_name or "installed"]
         if self.size_bytes:
             parts.append(f"{self.size_bytes / 1e6:,.0f} MB")
