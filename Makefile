@@ -62,7 +62,7 @@ bench: $(VENV)/.installed-dev
 	@ls tests/bench/*.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
 
 # PNGs of the welcome, the main views, menus and dialogs (light and dark) under Xvfb.
 .PHONY: screenshots
