@@ -75,6 +75,15 @@ class Evidence:
         return cls(turn.quotes, turn.unsupported, turn.abstained)
 
 
+def _one_per_marker(citations: Sequence[Citation]) -> list[Citation]:
+    """The first citation of each marker, in order (a passage that supports two
+    sentences with two of its own sentences is cited twice under one number)."""
+    first: dict[int, Citation] = {}
+    for c in citations:
+        first.setdefault(c.marker, c)
+    return list(first.values())
+
+
 def _place(c: Citation) -> str:
     page = f", page {c.page}" if c.page else ""
     return html.escape(PurePath(c.source).name + page)
@@ -155,7 +164,7 @@ def turn_html(
     if turn.citations:
         items = [
             f'<a href="cite:{index}:{c.marker}">[{c.marker}]</a> {_place(c)}'
-            for c in turn.citations
+            for c in _one_per_marker(turn.citations)
         ]
         parts.append("<p><small>Sources: " + " · ".join(items) + "</small></p>")
     actions = []

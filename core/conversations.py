@@ -251,7 +251,11 @@ def to_markdown(conv: Conversation) -> str:
             lines += [f"> {notice}", ""]
         if turn.citations:
             lines += ["**Sources**", ""]
+            listed: set[int] = set()
             for c in turn.citations:
+                if c.marker in listed:  # one passage, cited for two of its sentences
+                    continue
+                listed.add(c.marker)
                 page = f", page {c.page}" if c.page else ""
                 snippet = " ".join(c.text.split())
                 if len(snippet) > 160:

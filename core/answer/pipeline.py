@@ -62,7 +62,7 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 3
+CHECK_VERSION = 4
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]

@@ -483,15 +483,17 @@ def check_answer(
     share = n_supported / len(claimed) if claimed else 0.0
     abstained = any(abstains) and n_supported == 0
 
-    # Markers in order of first use, one per (passage, quote span).
+    # A marker is its passage's number, as the model and the quotes shown first
+    # number them, so [n] means one passage everywhere in a turn. One citation per
+    # (passage, quote span), in order of first use: a passage that supports two
+    # sentences with two different sentences of its own is cited twice, both [n].
     markers: dict[tuple[int, int, int], int] = {}
     sentence_markers: list[tuple[int, ...]] = []
     for v in verdicts:
         used: list[int] = []
         if v.kind == "supported" and not abstained:
             for s in v.spans:
-                key = (s.passage, s.start, s.end)
-                n = markers.setdefault(key, len(markers) + 1)
+                n = markers.setdefault((s.passage, s.start, s.end), s.passage + 1)
                 if n not in used:
                     used.append(n)
         sentence_markers.append(tuple(used))

@@ -22,16 +22,16 @@ from core.types import Citation, ScoredChunk
 
 
 def quotes_of(checked: CheckedAnswer, markers: Sequence[int]) -> list[str]:
-    by_marker = {c.marker: c for c in checked.citations}
-    return [by_marker[m].quote for m in markers]
+    return [c.quote for m in markers for c in checked.citations if c.marker == m]
 
 
 def assert_consistent(checked: CheckedAnswer) -> None:
     """Invariants every checked answer must hold, whatever its content."""
     markers = [c.marker for c in checked.citations]
-    assert markers == list(range(1, len(markers) + 1))  # compact, in order of first use
+    # A marker names one passage: citations sharing a marker share their chunk.
+    assert len({(c.marker, c.chunk_id) for c in checked.citations}) == len(set(markers))
     in_text = marker_numbers(checked.text)
-    assert in_text == markers  # every marker in the text has its citation, in order
+    assert in_text == list(dict.fromkeys(markers))  # every marker has its citation, in order
     for c in checked.citations:
         assert c.quote == c.text[c.quote_start - c.start : c.quote_end - c.start]  # type: ignore[operator]
     for s in checked.sentences:
@@ -133,7 +133,7 @@ def test_a_wrong_marker_is_replaced_by_the_passage_that_says_it(
     assert_consistent(checked)
 
 
-def test_markers_are_renumbered_in_order_of_first_use(
+def test_markers_are_the_numbers_of_the_passages_that_hold_the_claims(
     standard: Sequence[ScoredChunk],
 ) -> None:
     answer = (
@@ -141,13 +141,16 @@ def test_markers_are_renumbered_in_order_of_first_use(
         "The lamp burned whale oil until 1902 [2]."
     )
     checked = check_answer("Tell me about the place", answer, standard)
+    # The same numbers as the passages (and the quotes shown first): [2] is one
+    # passage wherever it appears, cited once per sentence of it that is quoted.
     assert checked.text == (
-        "The lighthouse was built in 1874 [1]. Beds are watered on Tuesdays [2]. "
-        "The lamp burned whale oil until 1902 [3]."
+        "The lighthouse was built in 1874 [2]. Beds are watered on Tuesdays [3]. "
+        "The lamp burned whale oil until 1902 [2]."
     )
     sources = [c.chunk_id for c in checked.citations]
     assert sources == [standard[1].chunk.id, standard[2].chunk.id, standard[1].chunk.id]
-    assert quotes_of(checked, [3]) == ["The lamp burned whale oil until 1902."]
+    assert [c.marker for c in checked.citations] == [2, 3, 2]
+    assert checked.citations[2].quote == "The lamp burned whale oil until 1902."
     assert_consistent(checked)
 
 
@@ -160,7 +163,7 @@ def test_a_right_marker_is_kept_when_two_passages_say_the_same(
         "How long are backups kept?", "Backups are kept for 30 days [3].", passages
     )
     assert checked.citations[0].chunk_id == passages[2].chunk.id  # the model's choice
-    assert checked.text == "Backups are kept for 30 days [1]."
+    assert checked.text == "Backups are kept for 30 days [3]."
 
 
 def test_markers_go_where_the_model_put_them() -> None:
@@ -250,7 +253,7 @@ def test_a_paraphrase_is_supported_only_with_an_embedding(
     embed = concept_embed(SYNONYMS)
     checked = check_answer("q", answer, passages, embed=embed)
     assert checked.sentences[0].supported
-    assert checked.text == "The beacon was erected in 1874 [1]."
+    assert checked.text == "The beacon was erected in 1874 [2]."
     assert checked.citations[0].chunk_id == passages[1].chunk.id
     assert checked.citations[0].quote == "The lighthouse was built in 1874."
     assert embed.calls == 1  # one batch: the claim and every passage sentence
@@ -298,7 +301,7 @@ def test_meta_sentences_are_neutral_and_not_counted(standard: Sequence[ScoredChu
     )
     checked = check_answer("When was the lighthouse built?", answer, standard)
     kinds = [(s.supported, s.markers) for s in checked.sentences]
-    assert kinds == [(True, ()), (True, (1,)), (True, ()), (True, ())]
+    assert kinds == [(True, ()), (True, (2,)), (True, ()), (True, ())]
     assert checked.supported_share == 1.0
     assert_consistent(checked)
 
@@ -310,7 +313,7 @@ def test_restating_the_question_is_neutral(standard: Sequence[ScoredChunk]) -> N
         standard,
     )
     assert checked.text == (
-        "You asked when the Old Harbour lighthouse was built. It was built in 1874 [1]."
+        "You asked when the Old Harbour lighthouse was built. It was built in 1874 [2]."
     )
     assert checked.sentences[0].supported and checked.sentences[0].markers == ()
     assert checked.supported_share == 1.0
@@ -325,7 +328,7 @@ def test_drop_removes_unsupported_sentences_and_keeps_offsets_true(
     )
     checked = check_answer("q", answer, standard, unsupported="drop")
     assert checked.text == (
-        "The lighthouse was built in 1874 [1]. The lamp burned whale oil until 1902 [2]."
+        "The lighthouse was built in 1874 [2]. The lamp burned whale oil until 1902 [2]."
     )
     assert checked.dropped == ("It was painted red by John Smith.",)
     assert checked.supported_share == pytest.approx(2 / 3)
@@ -333,7 +336,7 @@ def test_drop_removes_unsupported_sentences_and_keeps_offsets_true(
     assert_consistent(checked)
     marked = check_answer("q", answer, standard)  # the default marks instead
     assert marked.text == (
-        "The lighthouse was built in 1874 [1]. It was painted red by John Smith. "
+        "The lighthouse was built in 1874 [2]. It was painted red by John Smith. "
         "The lamp burned whale oil until 1902 [2]."
     )
     assert [s.supported for s in marked.sentences] == [True, False, True]
@@ -346,8 +349,8 @@ def test_drop_removes_a_whole_list_item(standard: Sequence[ScoredChunk]) -> None
     )
     checked = check_answer("q", answer, standard, unsupported="drop")
     assert checked.text == (
-        "The documents say:\n- The lighthouse was built in 1874 [1].\n"
-        "- The outage lasted 47 minutes [2].\n\nI hope this helps."
+        "The documents say:\n- The lighthouse was built in 1874 [2].\n"
+        "- The outage lasted 47 minutes [1].\n\nI hope this helps."
     )
     assert_consistent(checked)
 
@@ -389,7 +392,7 @@ def test_an_abstention_with_a_supported_claim_is_a_partial_answer(
     answer = "The documents do not say who painted it. The lighthouse was built in 1874 [3]."
     checked = check_answer("Who painted the lighthouse and when was it built?", answer, standard)
     assert not checked.abstained
-    assert checked.text.endswith("built in 1874 [1].")
+    assert checked.text.endswith("built in 1874 [2].")
 
 
 def test_claims_with_negation_are_not_abstentions() -> None:
