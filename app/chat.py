@@ -98,7 +98,8 @@ def answered_message(answer: Answer) -> str:
     if answer.abstained:
         message = f"Your documents do not seem to contain the answer{cached}."
     else:
-        message = f"Answered by {answer.provider} with {len(answer.citations)} source(s){cached}."
+        sources = len({c.marker for c in answer.citations})  # passages, not quotes
+        message = f"Answered by {answer.provider} with {sources} source(s){cached}."
     if answer.interrupted_by is not None:
         message += " The answer was cut off; you can regenerate it with another model."
     return message

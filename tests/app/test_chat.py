@@ -181,6 +181,11 @@ def test_the_status_line_says_who_answered_or_that_the_documents_lack_it() -> No
     assert answered_message(answer("x [1]", citations=[plain(1)])) == (
         "Answered by extractive with 1 source(s)."
     )
+    # One passage quoted for two sentences is one source.
+    two_quotes = [quoted(1, BUILT), quoted(1, "It stands on the north pier.")]
+    assert answered_message(answer("x [1]. y [1].", citations=two_quotes)) == (
+        "Answered by extractive with 1 source(s)."
+    )
     assert answered_message(answer("No.", abstained=True)) == (
         "Your documents do not seem to contain the answer."
     )
