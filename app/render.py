@@ -75,6 +75,11 @@ class Evidence:
         return cls(turn.quotes, turn.unsupported, turn.abstained)
 
 
+def _made_of(answer: str, quotes: Sequence[Citation]) -> bool:
+    """Whether ``answer`` is the quotes' own words (every quote is in it)."""
+    return bool(quotes) and all(" ".join(q.quote.split()) in answer for q in quotes if q.quote)
+
+
 def _one_per_marker(citations: Sequence[Citation]) -> list[Citation]:
     """The first citation of each marker, in order (a passage that supports two
     sentences with two of its own sentences is cited twice under one number)."""
@@ -148,7 +153,9 @@ def turn_html(
     parts.append(markdown_html(turn.question))
     if turn.answer or ev.quotes:
         parts.append("<p><b>Archivist</b></p>")
-        if not ev.abstained:
+        # When the answer is the quotes themselves (the model's answer gave way to
+        # them), they are shown once, as the answer.
+        if not ev.abstained and not _made_of(turn.answer, ev.quotes):
             parts.append(quotes_html(index, ev.quotes))
         markers = {c.marker for c in (*turn.citations, *ev.quotes)}
         parts.append(markdown_html(turn.answer, turn=index, markers=markers, dim=ev.unsupported))

@@ -205,3 +205,15 @@ def test_a_reopened_chat_shows_the_quotes_and_grey_sentences_it_had() -> None:
     assert page.index("From your documents:") < page.index("It was built in 1874")
     assert 'title="Not found in your documents">It is painted red.</span>' in page
     assert reopened.route("cite:0:1") == OpenSource(quote)
+
+
+def test_an_answer_made_of_the_quotes_shows_them_once() -> None:
+    chat = _session()
+    quote = quoted(1, BUILT)
+    chat.started("When was the lighthouse built?")
+    chat.quotes_arrived([quote])
+    chat.answered(answer(f"{BUILT} [1]", citations=[quote], quotes=[quote]))
+    page = chat.html()
+    assert "From your documents:" not in page
+    assert page.count("built in 1874") == 1
+    assert chat.route("cite:0:1") == OpenSource(quote)
