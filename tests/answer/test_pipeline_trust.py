@@ -24,13 +24,23 @@ def llm() -> Iterator[FakeLLM]:
         yield server
 
 
-def _config(home: Path, url: str, extra: str = "") -> None:
+def _config(home: Path, url: str, extra: str = "", *, embed: bool = False) -> None:
     (home / "archivist.toml").write_text(
-        "[ingest]\nembed = false\n[rate_limit]\nenabled = false\n"
+        ("" if embed else "[ingest]\nembed = false\n")
+        + "[rate_limit]\nenabled = false\n"
         + extra
         + f'[[providers]]\nname = "model"\nkind = "openai"\nbase_url = "{url}"\n'
         'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n'
     )
+
+
+def _office_hours(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "hours.txt").write_text(
+        "The office closes at 17:00 on Fridays.\n\nBeds are watered on Tuesdays.\n"
+    )
+    return docs
 
 
 def _source(c: Citation) -> str:
@@ -162,16 +172,8 @@ async def test_a_model_that_finds_nothing_gets_quotes_found_by_meaning(
 ) -> None:
     # The question shares no word with the sentence that answers it: the quotes
     # step (terms only) finds nothing, the sentence encoder does.
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "hours.txt").write_text(
-        "The office closes at 17:00 on Fridays.\n\nBeds are watered on Tuesdays.\n"
-    )
-    (home / "archivist.toml").write_text(
-        "[rate_limit]\nenabled = false\n"
-        f'[[providers]]\nname = "model"\nkind = "openai"\nbase_url = "{llm.base_url}"\n'
-        'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n'
-    )
+    docs = _office_hours(tmp_path)
+    _config(home, llm.base_url, embed=True)
     question = "What time does the workplace shut at the end of the week?"
     async with Services(load_settings()) as services:
         await services.ingest([docs])
@@ -189,11 +191,7 @@ async def test_a_model_that_finds_nothing_gets_quotes_found_by_meaning(
 async def test_weak_evidence_and_a_model_that_finds_nothing_show_the_closest_sentences(
     home: Path, tmp_path: Path, llm: FakeLLM
 ) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "hours.txt").write_text(
-        "The office closes at 17:00 on Fridays.\n\nBeds are watered on Tuesdays.\n"
-    )
+    docs = _office_hours(tmp_path)
     _config(home, llm.base_url)
     question = "When does the office shut for the weekend, and who locks the doors?"
     async with Services(load_settings()) as services:
