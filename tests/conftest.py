@@ -15,7 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.support.postgres import postgres_url  # noqa: F401  (a session fixture)
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401  (session fixtures)
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 SHARED = Path(__file__).resolve().parents[2] / "shared"

