@@ -7,7 +7,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from core.db import store
-from core.db.engine import MIGRATIONS_DIR, create_engine_for, schema_revision, upgrade_schema
+from core.db.engine import (
+    MIGRATIONS_DIR,
+    create_engine_for,
+    head_revision,
+    schema_revision,
+    upgrade_schema,
+)
 from core.types import ChunkDraft, ExtractedDocument
 
 
@@ -63,7 +69,7 @@ def test_chunks_from_before_0003_are_unscanned_then_flagged_and_read_back(
                 )
             )
         upgrade_schema(engine)
-        assert schema_revision(engine) == "0003"
+        assert schema_revision(engine) == head_revision()
         with engine.begin() as conn:
             assert store.unscanned_chunks(conn) == [(1, "old text")]
             assert store.chunks_by_ids(conn, [1])[1].injection_score is None
