@@ -62,7 +62,7 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 4
+CHECK_VERSION = 5
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]
@@ -180,7 +180,7 @@ class AskPipeline:
         if router.fallback is not None:
             chain.append(router.fallback.name)
         r = self._settings.retrieval
-        scope = f"top{r.top_k}:{r.fusion}"
+        scope = f"top{r.top_k}:{r.fusion}:passages"
         if self._retriever.reranker is not None:
             scope += f":rerank={self._retriever.reranker.name}"
         scope += f"|check={CHECK_VERSION}:{self._settings.answer.unsupported}"
@@ -273,8 +273,10 @@ class AskPipeline:
                     on_token(AnswerChunk(hit.text, hit.provider))
                 return hit
         k = top_k or self._settings.retrieval.top_k
+        # Passage order, not page order: more of the passages that hold the answer
+        # reach the reader (figures at Retriever.search).
         scored = await self._retriever.search(
-            text, k=k, filters=filters, timings=timings, query_vector=qvec
+            text, k=k, filters=filters, timings=timings, query_vector=qvec, by_page=False
         )
 
         # Retrieved text is data. Passages that read like instructions to a model

@@ -126,8 +126,17 @@ class Retriever:
         fusion: str | None = None,
         query_vector: FloatArray | None = None,
         rerank: bool | None = None,
+        by_page: bool = True,
     ) -> list[ScoredChunk]:
-        """The ``k`` best chunks for ``text``; ``rerank`` None means "as configured"."""
+        """The ``k`` best chunks for ``text``; ``rerank`` None means "as configured".
+
+        ``by_page`` ranks pages first (each page's best passage, then the rest), which
+        finds the right documents; False keeps the fused passage order, which puts
+        more passages that hold the answer in front of a reader. Measured on the
+        Python docs set (tuning): the answer strings were in the top 5 passages for
+        37/51 answerable questions by page and 41/51 by passage; the Debian handbook
+        set (frozen) agreed, 27/46 and 31/46.
+        """
         reranker = self.reranker if rerank is not False else None
         if rerank and reranker is None:
             raise UsageError("No reranker is configured (set retrieval.reranker).")
@@ -137,7 +146,7 @@ class Retriever:
             query_vector = await self.query_vector(text, timings)
         t0 = time.perf_counter()
         hits = await asyncio.to_thread(
-            index.search, text, query_vector, k=n, filters=filters, fusion=fusion
+            index.search, text, query_vector, k=n, filters=filters, fusion=fusion, by_page=by_page
         )
         timings["search"] = _ms_since(t0)
         t1 = time.perf_counter()

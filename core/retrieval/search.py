@@ -333,7 +333,10 @@ class SearchIndex:
         k: int,
         filters: SearchFilters | None = None,
         fusion: str | None = None,
+        by_page: bool = True,
     ) -> list[Hit]:
+        """The ``k`` best passages; ``by_page`` False keeps the fused passage order
+        (no page ranking), which answers use: see ``Retriever.search``."""
         fusion = fusion or self._settings.fusion
         allowed = self.allowed_ids(filters) if filters is not None else None
         n = max(k, self._settings.candidates)
@@ -361,7 +364,9 @@ class SearchIndex:
             fused = reciprocal_rank_fusion(
                 [[c for c, _ in bm25], [c for c, _ in vec]], k=self._settings.rrf_k
             )
-        fused = self._by_page(fused, single_list=fusion in ("bm25", "vector") or not (bm25 and vec))
+        if by_page:
+            single = fusion in ("bm25", "vector") or not (bm25 and vec)
+            fused = self._by_page(fused, single_list=single)
         fused = self._diversify(fused, k)
         hits = []
         for cid, score in fused[:k]:

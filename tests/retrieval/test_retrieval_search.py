@@ -82,6 +82,9 @@ def test_fused_results_open_with_one_passage_per_page(tmp_path: Path, engine: sa
     assert hits[2].chunk_id == a[1]
     off = _index(tmp_path / "off", engine, page_depth=0, max_per_document=0)
     assert [h.chunk_id for h in off.search("kettle descaling", query, k=3)][:2] == [a[0], a[1]]
+    # Answers ask for the fused passage order with page ranking on in the settings.
+    passages = index.search("kettle descaling", query, k=3, by_page=False)
+    assert [h.chunk_id for h in passages][:2] == [a[0], a[1]]
 
 
 def test_vectors_of_an_older_recipe_fill_in_until_reingested(
