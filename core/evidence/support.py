@@ -39,7 +39,7 @@ the passage itself.
 Sentences that claim nothing are *neutral* (``supported=True``, no marker, not
 counted in ``supported_share``): those with no content term left once stop words
 and words about the answer itself are removed ("Based on the documents:", "I
-hope this helps!"), a lead-in ending with a colon ("The steps are:"), an
+hope this helps!"), a short lead-in ending with a colon ("The steps are:"), an
 abstention ("The documents do not say ..."), and a
 sentence that only restates the question (its content terms are all question
 terms, with no number, date, identifier or negation of its own). The last rule
@@ -368,6 +368,16 @@ def _judge(
 
 
 _LEAD_IN = re.compile(r":\s*$")  # "The steps are:" introduces claims, makes none
+# A colon-ended sentence with more content than that is a claim that introduces
+# an example ("When the count is even, the median is the mean of the two middle
+# values:"): it is checked and cited like any other. Before, its marker was lost.
+_LEAD_IN_MAX_TERMS = 3
+
+
+def _lead_in(raw: str, terms: Terms) -> bool:
+    return bool(_LEAD_IN.search(strip_markers(raw))) and (
+        len(terms.content) <= _LEAD_IN_MAX_TERMS and not terms.hard
+    )
 
 
 def _restates(claim: Terms, question: Terms) -> bool:
@@ -455,10 +465,7 @@ def check_answer(
     to_check = [
         i
         for i, t in enumerate(claims)
-        if t.content
-        and not abstains[i]
-        and not _restates(t, q_terms)
-        and not _LEAD_IN.search(strip_markers(raw[i]))
+        if t.content and not abstains[i] and not _restates(t, q_terms) and not _lead_in(raw[i], t)
     ]
 
     cosines: FloatArray | None = None

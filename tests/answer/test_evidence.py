@@ -306,6 +306,22 @@ def test_meta_sentences_are_neutral_and_not_counted(standard: Sequence[ScoredChu
     assert_consistent(checked)
 
 
+def test_a_short_lead_in_is_neutral_but_a_claim_before_a_colon_is_cited(
+    standard: Sequence[ScoredChunk],
+) -> None:
+    checked = check_answer(
+        "Who kept the lighthouse?",
+        "The details are:\n\nIts keeper, Marta Quillon, lit the lamp every night for "
+        "thirty-one years [1]:\n\nThe lamp burned whale oil until 1902 [2].",
+        standard,
+    )
+    kinds = [(s.supported, s.markers) for s in checked.sentences]
+    # The claim ended by a colon keeps a marker (before, it lost it as a "lead-in").
+    assert kinds == [(True, ()), (True, (2,)), (True, (2,))]
+    assert "Marta Quillon" in quotes_of(checked, [2])[0]
+    assert_consistent(checked)
+
+
 def test_restating_the_question_is_neutral(standard: Sequence[ScoredChunk]) -> None:
     checked = check_answer(
         "When was the Old Harbour lighthouse built?",
