@@ -339,6 +339,31 @@ class CircuitBreaker:
             self._move(BreakerState.CLOSED, reason, events)
         self._emit(events)
 
+    def adopt(self, state: BreakerState, reason: str, *, open_for_s: float | None = None) -> None:
+        """Take a state decided elsewhere: another instance's breaker for the same service.
+
+        An external event like ``force_open``/``force_closed`` (the transition
+        table is not consulted): ``core.breaker_shared`` calls it when the shared
+        store says the circuit opened or closed on another desktop. ``OPEN``
+        stays open for ``open_for_s`` (what the other instance's circuit has
+        left; default the full reset timeout, 0 = half-open at once); adopting
+        ``OPEN`` while already open only moves the end of the open period.
+        ``HALF_OPEN`` is never adopted: it follows from an elapsed open period.
+        A running 429 wait is kept (it is this instance's own).
+        """
+        if state is BreakerState.HALF_OPEN:
+            raise ValueError("HALF_OPEN follows from an elapsed open period; adopt OPEN")
+        events: list[BreakerTransition] = []
+        with self._lock:
+            if state is BreakerState.CLOSED:
+                if self._state is not BreakerState.CLOSED:
+                    self._move(state, reason, events)
+            else:
+                reset = self.settings.reset_timeout_s
+                left = reset if open_for_s is None else min(max(0.0, open_for_s), reset)
+                self._move(state, reason, events, open_for_s=left)
+        self._emit(events)
+
     def reset(self) -> None:
         """Back to a fresh CLOSED breaker: counters and last error cleared too."""
         events: list[BreakerTransition] = []
@@ -375,7 +400,14 @@ class CircuitBreaker:
         if new is not self._state:
             self._move(new, reason, events)
 
-    def _move(self, new: BreakerState, reason: str, events: list[BreakerTransition]) -> None:
+    def _move(
+        self,
+        new: BreakerState,
+        reason: str,
+        events: list[BreakerTransition],
+        *,
+        open_for_s: float | None = None,
+    ) -> None:
         old = self._state
         now = self._clock()
         self._state = new
@@ -383,8 +415,8 @@ class CircuitBreaker:
         self._in_flight_probes = 0
         retry: float | None = None
         if new is BreakerState.OPEN:
-            self._opened_at = now
-            retry = self.settings.reset_timeout_s
+            retry = self.settings.reset_timeout_s if open_for_s is None else open_for_s
+            self._opened_at = now - (self.settings.reset_timeout_s - retry)
         elif new is BreakerState.CLOSED:
             self._consecutive_failures = 0
         if old is not new:

@@ -162,6 +162,9 @@ class BreakerSettings:
     success_threshold: int = 2
     half_open_max_calls: int = 1
     slow_call_s: float = 0.0  # 0 = off; calls slower than this count as failures
+    # With a Redis URL, HTTP providers' breakers share their state with every
+    # instance on that Redis (core.breaker_shared); false keeps them per desktop.
+    shared: bool = True
 
     def validate(self, file: str | None, prefix: str = "breaker") -> None:
         if self.failure_threshold < 1:

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from core.answer.pipeline import AskPipeline, QuotesCallback, TokenCallback
 from core.audit import AuditEvent, AuditLog, AuditStats, prune_quietly
+from core.breaker_shared import RedisBreakerStore, SharedBreakers
 from core.cache import CacheService, EmbeddedBackend, RedisBackend
 from core.config import Settings
 from core.db import store
@@ -209,7 +210,13 @@ class Services:
             watch_listeners=self.watch_listeners,
         )
         self._owns("watcher", self._library.aclose)
-        router = self._router = build_router(s, self._http_client, self._on_breaker)
+        shared: SharedBreakers | None = None
+        if self._redis is not None:
+            # Provider breakers shared with every instance on this Redis.
+            shared = SharedBreakers(RedisBreakerStore(self._redis.client))
+            shared.breaker.add_listener(self._on_breaker)
+            self._owns("shared breakers", shared.aclose)
+        router = self._router = build_router(s, self._http_client, self._on_breaker, shared)
         self._owns("http client", self._close_http)
         self._owns("providers", router.aclose)
         self._retriever = Retriever(

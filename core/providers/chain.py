@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from core.breaker import CircuitBreaker
+from core.breaker_shared import SharedBreakers
 from core.config import ProviderSettings, Settings
 from core.providers.base import Provider
 from core.providers.choice import preferred_local_model, this_machine
@@ -29,8 +30,14 @@ def build_router(
     settings: Settings,
     http: Callable[[], httpx.AsyncClient],
     on_transition: Callable[[BreakerTransition], object],
+    shared: SharedBreakers | None = None,
 ) -> ProviderRouter:
-    """The router for ``settings.providers``; ``http()`` gives the shared HTTP client."""
+    """The router for ``settings.providers``; ``http()`` gives the shared HTTP client.
+
+    With ``shared``, the breakers of HTTP providers whose breaker settings say
+    ``shared`` follow the state all instances publish (identity: name and base
+    URL). A local model is each desktop's own: its breaker is never shared.
+    """
     entries: list[tuple[Provider, CircuitBreaker]] = []
     fallback: Provider | None = None
 
@@ -46,8 +53,12 @@ def build_router(
         else:
             log.warning("provider %s of kind %s is not available here; skipped", p.name, p.kind)
             continue
-        breaker = CircuitBreaker(p.name, p.breaker or settings.breaker)
+        breaker_settings = p.breaker or settings.breaker
+        breaker = CircuitBreaker(p.name, breaker_settings)
         breaker.add_listener(on_transition)
+        if shared is not None and p.kind == "openai" and breaker_settings.shared:
+            lease_s = p.timeout_s + 5.0  # one call's deadline, and a margin
+            shared.share(breaker, f"{p.name}|{p.base_url}", lease_s=lease_s)
         entries.append((provider, breaker))
     if not settings.providers:
         local = default_local_provider(settings)
@@ -55,7 +66,7 @@ def build_router(
             breaker = CircuitBreaker(local.name, settings.breaker)
             breaker.add_listener(on_transition)
             entries.append((local, breaker))
-    return ProviderRouter(entries, fallback or ExtractiveProvider())
+    return ProviderRouter(entries, fallback or ExtractiveProvider(), shared=shared)
 
 
 def default_local_provider(settings: Settings) -> LlamaCppProvider | None:

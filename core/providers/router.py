@@ -25,6 +25,9 @@ Policy:
   timed out or 5xx counts against a provider; a 429 makes its breaker refuse
   calls until the Retry-After ends; a 4xx gives no verdict. The breaker itself
   (``core.breaker``) never looks at an exception.
+* With ``shared`` (``core.breaker_shared``), the breakers it shares follow the
+  state every instance publishes through Redis: a provider opened on another
+  desktop is skipped here too, and after the reset timeout one desktop probes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core.breaker import BreakerSnapshot, CircuitBreaker
+from core.breaker_shared import SharedBreakers
 from core.errors import (
     CircuitOpen,
     ProviderError,
@@ -149,6 +153,7 @@ class ProviderRouter:
         backoff_max_s: float = 5.0,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        shared: SharedBreakers | None = None,
     ) -> None:
         names = [p.name for p, _ in entries]
         if len(set(names)) != len(names):
@@ -161,6 +166,7 @@ class ProviderRouter:
         self.backoff_max_s = backoff_max_s
         self._rng = rng or random.Random()
         self._sleep = sleep
+        self.shared = shared
 
     @property
     def providers(self) -> list[Provider]:
@@ -217,7 +223,7 @@ class ProviderRouter:
             retry_next: list[tuple[Provider, CircuitBreaker]] = []
             for provider, breaker in candidates:
                 name = provider.name
-                if not breaker.allow():
+                if not await self._admit(breaker):
                     if round_no == 0:
                         error = breaker.open_error().message
                         last = breaker.snapshot().last_error
@@ -298,6 +304,7 @@ class ProviderRouter:
             settled = True
             if breaker is not None:
                 breaker.record_success(elapsed)
+                await self._settle(breaker)
             result.outcome = "success"
             yield Attempt(name, "success", None, elapsed * 1000)
         except (ProviderError, TimeoutError, ConnectionError) as exc:
@@ -311,15 +318,26 @@ class ProviderRouter:
                     breaker.record_failure(exc)
                 else:
                     breaker.release()  # a 4xx: our request, not the provider's health
+                await self._settle(breaker)
             result.error = _short(exc)
             result.outcome = "mid_stream_failure" if got_text else outcome
             yield Attempt(name, result.outcome, result.error, elapsed * 1000)
         finally:
             if not settled and breaker is not None:
                 breaker.release()  # cancelled or a bug: no verdict on health
+                await self._settle(breaker)
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def _admit(self, breaker: CircuitBreaker) -> bool:
+        if self.shared is None:
+            return breaker.allow()
+        return await self.shared.admit(breaker)
+
+    async def _settle(self, breaker: CircuitBreaker) -> None:
+        if self.shared is not None:
+            await self.shared.settle(breaker)
 
 
 class _Result:

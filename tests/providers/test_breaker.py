@@ -301,6 +301,47 @@ def test_force_closed_admits_calls_at_once(clock: FakeClock) -> None:
     assert breaker.snapshot().consecutive_failures == 0
 
 
+def test_adopting_open_keeps_the_other_instances_open_period(clock: FakeClock) -> None:
+    breaker = make(clock)
+    seen: list[BreakerTransition] = []
+    breaker.add_listener(seen.append)
+    breaker.adopt(BreakerState.OPEN, "shared by b: down", open_for_s=4.0)
+    assert not breaker.allow()
+    assert breaker.seconds_until_half_open() == pytest.approx(4.0)
+    assert [(t.new, t.retry_in_s, t.reason) for t in seen] == [
+        (BreakerState.OPEN, 4.0, "shared by b: down")
+    ]
+    breaker.adopt(BreakerState.OPEN, "shared by b: probe failed", open_for_s=9.0)
+    assert breaker.seconds_until_half_open() == pytest.approx(9.0)  # moved, no new event
+    assert len(seen) == 1
+    clock.advance(9.0)
+    assert breaker.allow()  # the half-open probe
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_adopting_an_elapsed_open_period_means_half_open(clock: FakeClock) -> None:
+    breaker = make(clock)
+    breaker.adopt(BreakerState.OPEN, "shared", open_for_s=-3.0)
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_adopting_closed_closes_an_open_circuit_and_keeps_a_closed_ones_counts(
+    clock: FakeClock,
+) -> None:
+    breaker = make(clock)
+    assert breaker.allow()
+    breaker.record_failure("timeout")
+    breaker.adopt(BreakerState.CLOSED, "shared by b: probe succeeded")
+    assert breaker.snapshot().consecutive_failures == 1  # nothing changed: it was closed
+    breaker.force_open()
+    breaker.record_rate_limited(5.0)
+    breaker.adopt(BreakerState.CLOSED, "shared by b: probe succeeded")
+    assert breaker.state is BreakerState.CLOSED
+    assert not breaker.allow()  # this instance's own 429 wait still runs
+    with pytest.raises(ValueError, match="HALF_OPEN"):
+        breaker.adopt(BreakerState.HALF_OPEN, "no")
+
+
 def test_reset_clears_counters_and_last_error(clock: FakeClock) -> None:
     breaker = make(clock)
     trip(breaker)

@@ -1,0 +1,135 @@
+"""Two ``Services`` (two desktops) on one real redis-server share their state.
+
+Each desktop has its own data folder and SQLite database, the same documents
+and the same provider (a stand-in server on 127.0.0.1), and one Redis URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from core.breaker import BreakerState
+from core.config import load_settings
+from core.errors import RateLimited
+from core.services import Services
+from tests.support.fake_llm import FakeLLM, Status, Succeed
+from tests.support.redis_server import RedisServer, redis_server_or_skip
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = redis_server_or_skip()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM(Status(503)) as server:
+        yield server
+
+
+def desktop(
+    root: Path, name: str, llm: FakeLLM, redis_url: str, extra: str = "", *, embed: bool = False
+) -> Services:
+    home = root / name
+    home.mkdir()
+    (home / "archivist.toml").write_text(
+        f"[ingest]\nembed = {'true' if embed else 'false'}\n"
+        "[breaker]\nfailure_threshold = 1\nreset_timeout_s = 600\n"
+        f'[[providers]]\nname = "primary"\nkind = "openai"\nbase_url = "{llm.base_url}"\n'
+        'model = "m"\ntimeout_s = 5\nfirst_token_timeout_s = 2\nconnect_timeout_s = 1\n' + extra
+    )
+    env = {
+        "ARCHIVIST_HOME": str(home),
+        "ARCHIVIST_REDIS_URL": redis_url,
+        "ARCHIVIST_LOCAL_MODEL": "off",
+    }
+    return Services(load_settings(env=env))
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+async def test_a_provider_down_for_one_desktop_is_skipped_by_the_other(
+    tmp_path: Path,
+    corpus: Path,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url))
+    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url))
+    await a.ingest([corpus])
+    await b.ingest([corpus])
+
+    first = await a.ask("When does the morning ferry leave?", use_cache=False)
+    assert first.degraded and "07:15" in first.text  # from the documents themselves
+    assert len(llm.chat_requests) == 1
+    assert a.router.breaker("primary").state is BreakerState.OPEN
+
+    answer = await b.ask("What is the aperture of the telescope?", use_cache=False)
+
+    assert "240" in answer.text and answer.degraded
+    assert len(llm.chat_requests) == 1  # B never called the provider A found down
+    assert b.router.breaker("primary").state is BreakerState.OPEN
+    providers = {p.name: p for p in (await b.health()).providers}
+    assert providers["primary"].state is BreakerState.OPEN
+
+
+@pytest.mark.slow  # the cache keys on the question's embedding: a real model loads
+async def test_an_answer_cached_by_one_desktop_is_served_to_the_other(
+    tmp_path: Path,
+    corpus: Path,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    llm.set_default(Succeed(("The morning ferry leaves at 07:15 ", "[1]", ".")))
+    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url, embed=True))
+    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url, embed=True))
+    await a.ingest([corpus])
+    await b.ingest([corpus])
+
+    first = await a.ask("When does the morning ferry leave?")
+    assert first.cache != "result" and "07:15" in first.text
+    served = len(llm.chat_requests)
+
+    again = await b.ask("When does the morning ferry leave?")
+
+    assert again.cache == "result"
+    assert "07:15" in again.text
+    assert len(llm.chat_requests) == served
+
+
+async def test_the_global_rate_limit_counts_the_questions_of_every_desktop(
+    tmp_path: Path,
+    corpus: Path,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    limits = "[rate_limit]\nglobal_rate_per_s = 0.001\nglobal_burst = 3\n"
+    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url, limits))
+    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url, limits))
+    await a.ingest([corpus])
+
+    await a.ask("When does the morning ferry leave?", use_cache=False)
+    await a.ask("What is the aperture of the telescope?", use_cache=False)
+    await b.ask("Who kept the lighthouse?", use_cache=False)
+
+    with pytest.raises(RateLimited):
+        await b.ask("When are viewing nights held?", use_cache=False)
+    with pytest.raises(RateLimited):
+        await a.ask("When are viewing nights held?", use_cache=False)
