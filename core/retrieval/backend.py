@@ -12,12 +12,19 @@ All methods block: callers run them in a worker thread.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Protocol
 
 import sqlalchemy as sa
 
-from core.retrieval.search import Hit
+from core.config import RetrievalSettings
+from core.db.pg_schema import has_search_schema
+from core.retrieval.pg_search import PgSearchIndex
+from core.retrieval.search import Hit, SearchIndex
 from core.types import FloatArray, IndexDelta, SearchFilters
+
+log = logging.getLogger(__name__)
 
 
 class SearchBackend(Protocol):
@@ -60,6 +67,28 @@ class SearchBackend(Protocol):
         k: int,
         filters: SearchFilters | None = None,
         fusion: str | None = None,
+        by_page: bool = True,
     ) -> list[Hit]:
-        """The ``k`` best chunks; ``fusion`` is bm25, vector, rrf or convex."""
+        """The ``k`` best chunks; ``fusion`` is bm25, vector, rrf or convex; ``by_page``
+        False keeps the fused passage order (no page ranking)."""
         ...
+
+
+def open_search_backend(
+    settings: RetrievalSettings, engine: sa.Engine, index_dir: Path
+) -> SearchBackend:
+    """The shared PostgreSQL index when the database has its tables, else the embedded one.
+
+    Blocking (one query): run it in a worker thread. A PostgreSQL database without
+    pgvector keeps the embedded index, with a warning: answers then come from what
+    this instance ingested only.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            shared = has_search_schema(conn)
+        if shared:
+            return PgSearchIndex(settings)
+        log.warning(
+            "PostgreSQL without pgvector: the search index stays in %s (not shared)", index_dir
+        )
+    return SearchIndex(settings, index_dir)

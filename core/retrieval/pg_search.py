@@ -167,7 +167,7 @@ class PgSearchIndex:
             )
         added = self._index_missing_chunks()
         filled = self._fill_missing_vectors()
-        self.loaded_from = "database"
+        self.loaded_from = "postgresql"
         self.load_s = time.perf_counter() - t0
         log.info(
             "search index ready (PostgreSQL)",
@@ -257,11 +257,6 @@ class PgSearchIndex:
                     for c, v in zip(delta.added, vectors, strict=True)
                 ]
                 self._write(conn, items)
-
-    def add_vectors(self, ids: Sequence[int], vectors: FloatArray) -> None:
-        """Vectors of indexed chunks, filled in behind keyword search (progressive ingest)."""
-        with self.engine.begin() as conn:
-            self._set_vectors(conn, list(ids), list(vectors))
 
     def _write(
         self, conn: sa.Connection, items: Sequence[tuple[int, int, str, FloatArray | None]]

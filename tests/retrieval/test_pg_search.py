@@ -130,12 +130,3 @@ def test_at_most_per_group_moves_the_surplus_behind_the_first_k() -> None:
         (3, 0.7),
     ]
     assert at_most_per_group(ranked, {}, k=2, cap=0) == ranked
-
-
-def test_add_vectors_fills_in_vectors_of_indexed_chunks(engine: sa.Engine) -> None:
-    index = opened(engine)
-    chunks = write(engine, "/kb/a.txt", ["Kelp density survey", "Kelp canopy height"])
-    index.apply(IndexDelta(added=chunks, kinds=("text", "text")))
-    index.add_vectors([chunks[1].id], unit(2)[None, :])
-    assert index.vector_count == 1
-    assert [h.chunk_id for h in index.search("", unit(2), k=2, fusion="vector")] == [chunks[1].id]
