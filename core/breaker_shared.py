@@ -17,7 +17,8 @@ those local breakers in step through a ``BreakerStore``:
   provider's probe lease (``SET NX PX`` in a script that first checks the
   epoch); without it the call is refused as "being probed". The lease is
   given back with the probe's verdict, and expires by itself (``lease_s``)
-  if its holder dies.
+  if its holder dies. (So across desktops at most one probe runs, whatever
+  ``half_open_max_calls`` says.)
 * **Redis away.** Every store operation has a deadline (``op_timeout_s``) and
   sits behind a breaker of its own (named ``"breakers"``): while Redis is down
   or slow, each instance runs on its local breakers alone, as if no Redis
@@ -126,7 +127,8 @@ class BreakerStore(Protocol):
     ) -> int:
         """Write if the record's epoch is still ``expected_epoch`` (0: no record).
 
-        Returns the new epoch, or 0 when another instance wrote first. A lease
+        Returns the new epoch (greater than any earlier one, also across a
+        restart of the store), or 0 when another instance wrote first. A lease
         held by ``lease_owner`` is given back in the same step.
         """
         ...
@@ -155,6 +157,12 @@ if cur ~= tonumber(ARGV[1]) then
   return 0
 end
 local epoch = cur + 1
+if cur == 0 then
+  -- A new record starts from the server's clock (microseconds), so an epoch
+  -- seen before Redis lost its data is never mistaken for a new record's.
+  local t = redis.call('TIME')
+  epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'state', ARGV[2], 'until', ARGV[3],
            'by', ARGV[4], 'reason', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])

@@ -9,6 +9,7 @@ the breakers, the records' open periods and the store breakers of both.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -65,12 +66,17 @@ class Desktop:
     """One instance: its own Redis pool, shared breakers, breaker and router."""
 
     def __init__(
-        self, name: str, llm_url: str, redis_url: str, clock: FakeClock, http: httpx.AsyncClient
+        self,
+        name: str,
+        llm_url: str,
+        redis_url: str,
+        clock: FakeClock,
+        http: httpx.AsyncClient,
+        op_timeout_s: float = 0.25,
     ) -> None:
         self.redis = RedisConnections(redis_url)
-        self.shared = SharedBreakers(
-            RedisBreakerStore(self.redis.client), instance=name, clock=clock, store_clock=clock
-        )
+        store = RedisBreakerStore(self.redis.client, op_timeout_s=op_timeout_s)
+        self.shared = SharedBreakers(store, instance=name, clock=clock, store_clock=clock)
         self.breaker = CircuitBreaker("primary", BREAKER, clock=clock)
         self.transitions: list[BreakerTransition] = []
         self.breaker.add_listener(self.transitions.append)
@@ -224,6 +230,24 @@ async def test_redis_away_each_desktop_runs_on_its_local_breaker_then_shares_aga
     assert not b.shared.local_only
 
 
+async def test_a_redis_that_does_not_answer_costs_one_deadline_then_stays_local(
+    redis_server: RedisServer, fake_llm: FakeLLM, clock: FakeClock, http_client: httpx.AsyncClient
+) -> None:
+    a = Desktop("desktop-a", fake_llm.base_url, redis_server.url, clock, http_client, 0.05)
+    try:
+        assert attempts(await a.ask()) == [("primary", "success")]
+        await a.redis.client.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        started = time.perf_counter()
+        assert attempts(await a.ask()) == [("primary", "success")]  # after one 0.05 s deadline
+        assert attempts(await a.ask()) == [("primary", "success")]  # without asking Redis
+        assert time.perf_counter() - started < 1.5  # not the pause, nor the 2 s socket timeout
+        assert a.shared.local_only
+        assert "no answer within 0.05 s" in (a.shared.breaker.snapshot().last_error or "")
+    finally:
+        redis_server.stop()  # ends the pause at once
+        await a.aclose()
+
+
 async def test_the_redis_breaker_transitions_are_reported(
     desktops: tuple[Desktop, Desktop], redis_server: RedisServer, clock: FakeClock
 ) -> None:
@@ -257,39 +281,45 @@ class BreakerStoreContract:
         first = await store.publish(
             "k", 0, BreakerState.OPEN, 1030.0, "a", "2 consecutive failures", ttl_s=60
         )
-        assert first == 1
+        assert first > 0
         # B still believes there is no record: its write is refused.
         assert await store.publish("k", 0, BreakerState.OPEN, 1040.0, "b", "x", ttl_s=60) == 0
         record = await store.read("k")
         assert record is not None
         assert (record.epoch, record.state, record.until, record.by) == (
-            1,
+            first,
             BreakerState.OPEN,
             1030.0,
             "a",
         )
-        assert await store.publish("k", 1, BreakerState.CLOSED, 0.0, "b", "probe ok", ttl_s=60) == 2
+        closed = await store.publish("k", first, BreakerState.CLOSED, 0.0, "b", "ok", ttl_s=60)
+        assert closed == first + 1
         record = await store.read("k")
         assert record is not None and record.state is BreakerState.CLOSED
 
     async def test_one_probe_lease_at_a_time(self, store: BreakerStore) -> None:
-        await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
-        assert not await store.take_probe("k", 0, "a#1", 10.0)  # a stale epoch
-        assert await store.take_probe("k", 1, "a#1", 10.0)
-        assert not await store.take_probe("k", 1, "b#1", 10.0)
+        epoch = await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
+        assert not await store.take_probe("k", epoch - 1, "a#1", 10.0)  # a stale epoch
+        assert await store.take_probe("k", epoch, "a#1", 10.0)
+        assert not await store.take_probe("k", epoch, "b#1", 10.0)
         await store.release_probe("k", "b#1")  # not b's to give back
-        assert not await store.take_probe("k", 1, "b#2", 10.0)
+        assert not await store.take_probe("k", epoch, "b#2", 10.0)
         await store.release_probe("k", "a#1")
-        assert await store.take_probe("k", 1, "b#3", 10.0)
+        assert await store.take_probe("k", epoch, "b#3", 10.0)
 
     async def test_a_publish_gives_back_the_publishers_lease(self, store: BreakerStore) -> None:
-        await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
-        assert await store.take_probe("k", 1, "a#1", 10.0)
+        first = await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
+        assert await store.take_probe("k", first, "a#1", 10.0)
         epoch = await store.publish(
-            "k", 1, BreakerState.CLOSED, 0.0, "a", "probe ok", ttl_s=60, lease_owner="a#1"
+            "k", first, BreakerState.CLOSED, 0.0, "a", "probe ok", ttl_s=60, lease_owner="a#1"
         )
-        assert epoch == 2
-        assert await store.take_probe("k", 2, "b#1", 10.0)
+        assert epoch == first + 1
+        assert await store.take_probe("k", epoch, "b#1", 10.0)
+
+    async def test_a_new_record_never_reuses_an_earlier_epoch(self, store: BreakerStore) -> None:
+        first = await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
+        second = await store.publish("other", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=60)
+        assert second > first  # a record made later (as after a restart) starts higher
 
 
 class TestRedisBreakerStore(BreakerStoreContract):
@@ -301,8 +331,8 @@ class TestRedisBreakerStore(BreakerStoreContract):
     async def test_records_and_leases_carry_ttls(self, redis_server: RedisServer) -> None:
         async with RedisConnections(redis_server.url) as redis:
             store = RedisBreakerStore(redis.client)
-            await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=600)
-            assert await store.take_probe("k", 1, "a#1", 35.0)
+            epoch = await store.publish("k", 0, BreakerState.OPEN, 0.0, "a", "down", ttl_s=600)
+            assert await store.take_probe("k", epoch, "a#1", 35.0)
             assert 599_000 < await redis.client.pttl("k") <= 600_000
             assert 34_000 < await redis.client.pttl("k:probe") <= 35_000
 
