@@ -24,8 +24,9 @@ from core.config import Settings
 from core.db import store
 from core.embedding import Embedder, common_words
 from core.errors import ModelError, UsageError
+from core.retrieval.backend import SearchBackend
 from core.retrieval.rerank import Reranker
-from core.retrieval.search import Hit, SearchIndex
+from core.retrieval.search import Hit
 from core.types import FloatArray, ScoredChunk, SearchFilters
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Retriever:
         self,
         settings: Settings,
         engine: sa.Engine,
-        wait_index: Callable[[], Awaitable[SearchIndex]],
+        wait_index: Callable[[], Awaitable[SearchBackend]],
         embedder: Embedder | None,
         wait_model: Callable[[], Awaitable[None]],
         reranker: Reranker | None,
@@ -67,7 +68,7 @@ class Retriever:
             return None
         return self._embedder.model_id
 
-    async def index(self) -> SearchIndex:
+    async def index(self) -> SearchBackend:
         return await self._wait_index()
 
     async def query_vector(
