@@ -28,7 +28,7 @@ from core.errors import UsageError
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
 from core.ingest.pipeline import Ingestor
 from core.logs import request_context
-from core.retrieval.search import SearchIndex
+from core.retrieval.backend import SearchBackend
 from core.security.injection import InjectionDetector
 from core.security.paths import path_problem
 from core.types import (
@@ -50,7 +50,7 @@ class Library:
         engine: sa.Engine,
         settings: IngestSettings,
         *,
-        wait_index: Callable[[], Awaitable[SearchIndex]],
+        wait_index: Callable[[], Awaitable[SearchBackend]],
         embedder: Embedder | None,
         detector: InjectionDetector,
         audit: AuditFn,
@@ -66,7 +66,7 @@ class Library:
         self._audit = audit
         self._make_executor = make_executor
         self._ingestor: Ingestor | None = None
-        self._index: SearchIndex | None = None
+        self._index: SearchBackend | None = None
         self._changed: set[int] = set()
         self._after_change = after_change
         self._listeners = watch_listeners
