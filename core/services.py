@@ -51,9 +51,9 @@ from core.ingest.library import Library
 from core.providers.chain import build_router
 from core.providers.router import ProviderRouter
 from core.redisconn import RedisConnections
+from core.retrieval.backend import SearchBackend, open_search_backend
 from core.retrieval.rerank import Reranker
 from core.retrieval.retriever import Retriever
-from core.retrieval.search import SearchIndex
 from core.security.injection import InjectionDetector
 from core.security.ratelimit import FailoverRateLimiter, RateLimiter, build_limiter
 from core.security.sanitize import clean_question
@@ -77,7 +77,7 @@ class Services:
         self.settings = settings
         self._engine: sa.Engine | None = None
         self._embedder: Embedder | None = None
-        self._index: SearchIndex | None = None
+        self._index: SearchBackend | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._model_task: asyncio.Task[None] | None = None
         self._reranker: Reranker | None = None
@@ -186,7 +186,10 @@ class Services:
                 threads=1,
             )
             self._owns("reranker", reranker.close)
-        index = self._index = SearchIndex(s.retrieval, s.index_dir)
+        # The shared index in PostgreSQL when the database has it (team mode).
+        index = self._index = await asyncio.to_thread(
+            open_search_backend, s.retrieval, engine, s.index_dir
+        )
         self._owns("search index", self._close_index)
         self._index_task = asyncio.create_task(
             asyncio.to_thread(index.load, engine, embedder.model_id), name="archivist-index-load"
@@ -303,7 +306,7 @@ class Services:
         """Wait until the search index is loaded (it loads in the background)."""
         await self._ready_index()
 
-    async def _ready_index(self) -> SearchIndex:
+    async def _ready_index(self) -> SearchBackend:
         if self._index is None or self._index_task is None:
             raise RuntimeError("Services.start() has not run (or aclose() already did)")
         try:
