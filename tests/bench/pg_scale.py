@@ -1,0 +1,335 @@
+"""Hybrid search at scale: PostgreSQL + pgvector vs the embedded index, in one run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python tests/bench/pg_scale.py \
+        [--chunks 100000[,1000000]] [--queries 200] [--backends pg,embedded] [--json out.json]
+
+For each size it writes synthetic documents (20 chunks each, 60-140 words from a Zipf
+vocabulary of 50K words, as tests/bench/retrieval.py; 384-d unit vectors drawn around
+2,000 cluster centres, as real embeddings cluster by topic) through the real ingestion
+path: ``store.write_document`` (documents and chunks tables, 50 documents a
+transaction), then the search index's ``apply(IndexDelta)`` with the vectors. Then it
+asks ``--queries`` questions of 2-5 words (the Zipf tail) with a real query embedding
+(all-MiniLM-L6-v2, one thread) and measures, per query: embedding, ``search`` (rrf,
+k=10 of 50 candidates per list) and hydration (``store.chunks_by_ids``), p50/p95.
+
+- ``pg``: ``PgSearchIndex`` on a throwaway PostgreSQL 18.6 + pgvector 0.8.6
+  (tests/support/postgres.py; ``VACUUM ANALYZE`` after loading, as autovacuum
+  would), with HNSW (m=16, ef_construction=64, ef_search=100) and, on the first
+  queries, exact vector search for comparison (latency and HNSW recall@50 of the
+  vector list against the exact list);
+- ``embedded``: ``SearchIndex`` over a SQLite file (BM25 postings and the vector
+  matrix in process).
+
+Ingest rows/s counts chunks: the store write and the index apply separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import sqlalchemy as sa  # noqa: E402
+
+from core.config import RetrievalSettings, load_settings  # noqa: E402
+from core.db import store  # noqa: E402
+from core.db.engine import create_engine_for, upgrade_schema  # noqa: E402
+from core.embedding import Embedder  # noqa: E402
+from core.retrieval.metrics import percentile  # noqa: E402
+from core.retrieval.pg_search import PgSearchIndex  # noqa: E402
+from core.retrieval.search import SearchIndex  # noqa: E402
+from core.types import Chunk, ChunkDraft, ExtractedDocument, IndexDelta  # noqa: E402
+from tests.bench.retrieval import make_queries, zipf_probabilities  # noqa: E402
+from tests.support.postgres import running_postgres  # noqa: E402
+
+DIM = 384
+PER_DOC = 20
+DOCS_PER_TX = 50
+CENTRES = 2000
+K = 10
+
+# A server sized for the benchmark on this 24 GB, 2-core machine.
+SERVER_SETTINGS = (
+    "shared_buffers=2GB",
+    "maintenance_work_mem=1GB",
+    "work_mem=64MB",
+    "effective_cache_size=8GB",
+    "max_wal_size=8GB",
+    "checkpoint_timeout=30min",
+)
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50), 1),
+        "p95_ms": round(percentile(values, 95), 1),
+        "mean_ms": round(statistics.fmean(values), 1),
+    }
+
+
+class Corpus:
+    """Deterministic synthetic documents and vectors, generated batch by batch."""
+
+    def __init__(self, chunks: int, seed: int = 7, vocab: int = 50_000) -> None:
+        self.chunks = chunks
+        self.rng = np.random.default_rng(seed)
+        self.words = np.array(
+            [_word(i) for i in range(vocab)],
+            dtype=object,
+        )
+        self.p = zipf_probabilities(vocab, 1.07)
+        self.centres = self.rng.standard_normal((CENTRES, DIM)).astype(np.float32)
+
+    def batches(self) -> Iterator[list[tuple[str, list[str], np.ndarray]]]:
+        """Lists of (path, passages, vectors) for DOCS_PER_TX documents."""
+        docs = self.chunks // PER_DOC
+        for start in range(0, docs, DOCS_PER_TX):
+            size = min(DOCS_PER_TX, docs - start)
+            n = size * PER_DOC
+            lengths = self.rng.integers(60, 141, size=n)
+            flat = self.words[
+                self.rng.choice(len(self.words), size=int(lengths.sum()), p=self.p)
+            ].tolist()
+            bounds = np.concatenate(([0], np.cumsum(lengths))).tolist()
+            texts = [" ".join(flat[bounds[i] : bounds[i + 1]]) for i in range(n)]
+            centre = self.centres[self.rng.integers(0, CENTRES, size=n)]
+            vecs = centre + 0.6 * self.rng.standard_normal((n, DIM)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            yield [
+                (
+                    f"/bench/d{start + d}.txt",
+                    texts[d * PER_DOC : (d + 1) * PER_DOC],
+                    vecs[d * PER_DOC : (d + 1) * PER_DOC],
+                )
+                for d in range(size)
+            ]
+
+
+def _word(i: int) -> str:
+    """A pronounceable pseudo-word per rank (letters only: the analyzer stems words)."""
+    consonants, vowels = "bcdfghjklmnprstvz", "aeiou"
+    out = []
+    i += 1
+    while i:
+        i, r = divmod(i, len(consonants) * len(vowels))
+        out.append(consonants[r % len(consonants)] + vowels[r // len(consonants)])
+    return "".join(out) + "x"
+
+
+def ingest(engine: sa.Engine, index: Any, corpus: Corpus) -> dict[str, float]:
+    store_s = apply_s = 0.0
+    total = 0
+    for batch in corpus.batches():
+        t0 = time.perf_counter()
+        chunks: list[Chunk] = []
+        vectors = []
+        with engine.begin() as conn:
+            for path, passages, vecs in batch:
+                text = "\n\n".join(passages)
+                drafts, pos = [], 0
+                for i, p in enumerate(passages):
+                    drafts.append(ChunkDraft(i, p, pos, pos + len(p), None, ("Bench",)))
+                    pos += len(p) + 2
+                doc_id, ids, _ = store.write_document(
+                    conn,
+                    path=path,
+                    content_hash=path,
+                    size=len(text),
+                    mtime=0.0,
+                    doc=ExtractedDocument(text=text, kind="text"),
+                    drafts=drafts,
+                    existing_id=None,
+                )
+                chunks.extend(
+                    Chunk(cid, doc_id, path, d.ordinal, d.text, d.start, d.end, None, ("Bench",))
+                    for cid, d in zip(ids, drafts, strict=True)
+                )
+                vectors.append(vecs)
+        t1 = time.perf_counter()
+        index.apply(
+            IndexDelta(
+                added=tuple(chunks),
+                vectors=np.vstack(vectors),
+                kinds=("text",) * len(chunks),
+                documents=frozenset(c.document_id for c in chunks),
+            )
+        )
+        t2 = time.perf_counter()
+        store_s += t1 - t0
+        apply_s += t2 - t1
+        total += len(chunks)
+        if total % 100_000 == 0:
+            print(
+                f"  {total} chunks: store {store_s:.0f} s, index {apply_s:.0f} s", file=sys.stderr
+            )
+    return {
+        "chunks": total,
+        "store_s": round(store_s, 1),
+        "index_s": round(apply_s, 1),
+        "store_rows_per_s": round(total / store_s),
+        "index_rows_per_s": round(total / apply_s),
+        "ingest_rows_per_s": round(total / (store_s + apply_s)),
+    }
+
+
+def ask(
+    engine: sa.Engine, index: Any, embedder: Embedder, queries: list[str], fusion: str = "rrf"
+) -> tuple[dict[str, Any], list[list[int]]]:
+    embed_ms, search_ms, hydrate_ms, total_ms = [], [], [], []
+    results = []
+    for text in queries:
+        t0 = time.perf_counter()
+        vec = embedder.encode_query(text)
+        t1 = time.perf_counter()
+        hits = index.search(text, vec, k=K, fusion=fusion)
+        t2 = time.perf_counter()
+        with engine.connect() as conn:
+            store.chunks_by_ids(conn, [h.chunk_id for h in hits])
+        t3 = time.perf_counter()
+        embed_ms.append((t1 - t0) * 1000)
+        search_ms.append((t2 - t1) * 1000)
+        hydrate_ms.append((t3 - t2) * 1000)
+        total_ms.append((t3 - t0) * 1000)
+        results.append([h.chunk_id for h in hits])
+    return {
+        "embed": ms(embed_ms),
+        "search": ms(search_ms),
+        "hydrate": ms(hydrate_ms),
+        "total": ms(total_ms),
+    }, results
+
+
+def vector_recall(hnsw: Any, exact: Any, embedder: Embedder, queries: list[str]) -> float:
+    """Mean overlap of the HNSW and exact top-50 vector lists."""
+    found = []
+    for text in queries:
+        vec = embedder.encode_query(text)
+        a = {h.chunk_id for h in hnsw.search(text, vec, k=50, fusion="vector")}
+        b = {h.chunk_id for h in exact.search(text, vec, k=50, fusion="vector")}
+        found.append(len(a & b) / max(1, len(b)))
+    return round(statistics.fmean(found), 3)
+
+
+def db_size(engine: sa.Engine) -> dict[str, float]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT relname, pg_total_relation_size(oid) AS bytes FROM pg_class "
+                "WHERE relname IN ('chunks', 'documents', 'search_chunks', 'search_terms', "
+                "'search_term_stats', 'ix_search_chunks_embedding', 'pk_search_terms')"
+            )
+        ).all()
+        total = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar()
+    return {r.relname: round(r.bytes / 1e6, 1) for r in rows} | {
+        "database": round(int(total or 0) / 1e6, 1)
+    }
+
+
+def run_pg(
+    server: Any, corpus: Corpus, embedder: Embedder, queries: list[str], exact_q: int
+) -> dict[str, Any]:
+    settings = RetrievalSettings()
+    engine = create_engine_for(server.new_database(f"scale_{corpus.chunks}"))
+    upgrade_schema(engine)
+    index = PgSearchIndex(settings)
+    index.load(engine, embedder.model_id)
+    out: dict[str, Any] = {"ingest": ingest(engine, index, corpus)}
+    t0 = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+    out["vacuum_analyze_s"] = round(time.perf_counter() - t0, 1)
+    out["mb"] = db_size(engine)
+    ask(engine, index, embedder, queries[:5])  # warm the caches
+    out["hybrid_hnsw"], _ = ask(engine, index, embedder, queries)
+    out["keyword_only"], _ = ask(engine, index, embedder, queries, fusion="bm25")
+    exact = PgSearchIndex(settings, exact_vectors=True)
+    exact.load(engine, embedder.model_id)
+    out["hybrid_exact"], _ = ask(engine, exact, embedder, queries[:exact_q])
+    out["hnsw_recall_at_50"] = vector_recall(index, exact, embedder, queries[:exact_q])
+    engine.dispose()
+    return out
+
+
+def run_embedded(corpus: Corpus, embedder: Embedder, queries: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="scale-embedded-") as tmp:
+        engine = create_engine_for(f"sqlite:///{Path(tmp) / 'kb.db'}")
+        upgrade_schema(engine)
+        index = SearchIndex(RetrievalSettings(), Path(tmp) / "index")
+        index.load(engine, embedder.model_id)
+        out: dict[str, Any] = {"ingest": ingest(engine, index, corpus)}
+        t0 = time.perf_counter()
+        index.save(engine)
+        out["save_s"] = round(time.perf_counter() - t0, 1)
+        out["mb"] = {
+            "sqlite": round((Path(tmp) / "kb.db").stat().st_size / 1e6, 1),
+            "index_files": round(
+                sum(f.stat().st_size for f in (Path(tmp) / "index").rglob("*") if f.is_file())
+                / 1e6,
+                1,
+            ),
+        }
+        ask(engine, index, embedder, queries[:5])
+        out["hybrid"], _ = ask(engine, index, embedder, queries)
+        out["keyword_only"], _ = ask(engine, index, embedder, queries, fusion="bm25")
+        index.close()
+        engine.dispose()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", default="100000", help="comma-separated sizes")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--exact-queries", type=int, default=50)
+    parser.add_argument("--backends", default="pg,embedded")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    settings = load_settings(None, env={"ARCHIVIST_LOCAL_MODEL": "off"})
+    embedder = Embedder(settings.embedding)
+    embedder.load()
+    import torch
+
+    torch.set_num_threads(1)  # query-time encoding, as the app does under load
+    backends = args.backends.split(",")
+    report: dict[str, Any] = {"queries": args.queries, "k": K, "sizes": {}}
+    with running_postgres(SERVER_SETTINGS) as server:
+        for size in (int(s) for s in args.chunks.split(",")):
+            probe = Corpus(size)
+            rng = np.random.default_rng(11)
+            queries = [" ".join(q) for q in make_queries(args.queries, probe.words, probe.p, rng)]
+            result: dict[str, Any] = {}
+            for backend in backends:
+                print(f"{size} chunks: {backend}", file=sys.stderr)
+                if backend == "pg":
+                    result["pg"] = run_pg(
+                        server, Corpus(size), embedder, queries, args.exact_queries
+                    )
+                else:
+                    result["embedded"] = run_embedded(Corpus(size), embedder, queries)
+            report["sizes"][str(size)] = result
+            print(json.dumps({str(size): result}, indent=1))
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    embedder.close()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
