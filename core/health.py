@@ -143,6 +143,13 @@ class HealthSources(Protocol):
     @property
     def index_load(self) -> LoadState: ...
     @property
+    def vectors_pending(self) -> int:
+        """Passages whose vectors are being filled in behind keyword search."""
+        ...
+
+    @property
+    def fill_eta_s(self) -> float | None: ...
+    @property
     def embedder(self) -> EmbedderView | None: ...
     @property
     def model_load(self) -> LoadState:
@@ -209,6 +216,8 @@ class HealthParts:
     started_at: float
     search_index: IndexView | None = None
     index_load: LoadState = LoadState.NOT_STARTED
+    vectors_pending: int = 0  # passages searched by keywords only until their vectors are in
+    fill_eta_s: float | None = None
     embedder: EmbedderView | None = None
     model_load: LoadState = LoadState.NOT_STARTED
     reranker: RerankerView | None = None
@@ -266,7 +275,15 @@ def _kb_counts(counts: dict[str, int]) -> KnowledgeBaseCounts:
     )
 
 
-def _search_index(index: IndexView | None, state: LoadState) -> ComponentHealth | None:
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f", about {seconds / 60:.0f} min left" if seconds >= 90 else f", {seconds:.0f} s left"
+
+
+def _search_index(
+    index: IndexView | None, state: LoadState, pending: int = 0, eta_s: float | None = None
+) -> ComponentHealth | None:
     if index is None:
         return None
     if state is LoadState.LOADING:
@@ -275,8 +292,14 @@ def _search_index(index: IndexView | None, state: LoadState) -> ComponentHealth 
         return ComponentHealth(SEARCH_INDEX, "degraded", "not loaded yet")
     if state is LoadState.FAILED:
         return ComponentHealth(SEARCH_INDEX, "down", "failed to load")
-    info = IndexHealth(index.size, index.vector_count, index.loaded_from, index.load_s)
+    info = IndexHealth(
+        index.size, index.vector_count, index.loaded_from, index.load_s, pending, eta_s
+    )
     detail = f"{info.chunks} chunks, {info.vectors} vectors"
+    if pending:
+        # Searchable by keywords already; meaning search grows as vectors come in.
+        detail += f"; partial search: {pending} passages await vectors{_eta(eta_s)}"
+        return ComponentHealth(SEARCH_INDEX, "degraded", detail, info=info)
     return ComponentHealth(SEARCH_INDEX, "ok", detail, info=info)
 
 
@@ -353,7 +376,7 @@ async def health_snapshot(
     """Every component's state now; the database check runs in a worker thread."""
     components: list[ComponentHealth] = [await asyncio.to_thread(_database, src.engine)]
     for part in (
-        _search_index(src.search_index, src.index_load),
+        _search_index(src.search_index, src.index_load, src.vectors_pending, src.fill_eta_s),
         _embedding_model(src.embedder, src.model_load),
         _reranker(src.reranker, src.reranker_error),
         *_providers(src.provider_health, src.fallback_provider),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import inspect
 import logging
 import multiprocessing
@@ -40,13 +41,14 @@ import sqlalchemy as sa
 from core.answer.pipeline import AskPipeline, QuotesCallback, TokenCallback
 from core.audit import AuditEvent, AuditLog, AuditStats, prune_quietly
 from core.breaker_shared import RedisBreakerStore, SharedBreakers
-from core.cache import CacheService, EmbeddedBackend, RedisBackend
+from core.cache import CacheService, EmbeddedBackend, RedisBackend, knowledge_base_scope
 from core.config import Settings
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
 from core.errors import StorageError
 from core.health import HealthParts, LoadState, health_snapshot, load_state, stats_snapshot
+from core.ingest.fill import partial_notice
 from core.ingest.library import Library
 from core.providers.chain import build_router
 from core.providers.router import ProviderRouter
@@ -162,13 +164,20 @@ class Services:
             self._owns("redis", self._redis.aclose)
         if s.rate_limit.enabled:
             redis = self._redis.client if self._redis is not None else None
-            limiter = self._limiter = build_limiter(s.rate_limit, redis)
+            # Session buckets are this process's own; the global one is everyone's.
+            scope = self._redis.instance if self._redis is not None else ""
+            limiter = self._limiter = build_limiter(s.rate_limit, redis, session_scope=scope)
             if isinstance(limiter, FailoverRateLimiter):
                 limiter.breaker.add_listener(self._on_breaker)
             self._owns("rate limiter", limiter.aclose)
+        primary = None
+        if self._redis is not None:
+            # Answers are shared only by desktops that share the knowledge base.
+            kb = await asyncio.to_thread(knowledge_base_scope, s.database_url)
+            primary = RedisBackend(self._redis.client, prefix=f"archivist:cache:{kb}")
         cache = self._cache = CacheService(
             s.cache,
-            RedisBackend(self._redis.client) if self._redis is not None else None,
+            primary,
             EmbeddedBackend(s.home / "cache.sqlite3", max_entries=s.cache.max_entries),
         )
         cache.breaker.add_listener(self._on_breaker)  # before start(): audits a fallback at start
@@ -213,10 +222,19 @@ class Services:
             watch_listeners=self.watch_listeners,
         )
         self._owns("watcher", self._library.aclose)
+        if warm_models and s.ingest.embed:
+            # Passages an earlier run left without vectors (cut short, or another
+            # embedding model) get them behind keyword search; health shows it.
+            stop = asyncio.Event()
+            fill = asyncio.create_task(
+                self._library.fill_vectors(cancel=stop), name="archivist-vector-fill"
+            )
+            self._owns("vector fill", _stopper(stop, fill))
         shared: SharedBreakers | None = None
         if self._redis is not None:
             # Provider breakers shared with every instance on this Redis.
-            shared = SharedBreakers(RedisBreakerStore(self._redis.client))
+            store = RedisBreakerStore(self._redis.client)
+            shared = SharedBreakers(store, instance=self._redis.instance)
             shared.breaker.add_listener(self._on_breaker)
             self._owns("shared breakers", shared.aclose)
         router = self._router = build_router(s, self._http_client, self._on_breaker, shared)
@@ -433,10 +451,15 @@ class Services:
         session: str = "default",
         skip_providers: Collection[str] = (),
     ) -> Answer:
-        """Answer ``question`` with citations; see ``AskPipeline.ask``."""
-        return await self.asker.ask(
+        """Answer ``question`` with citations; see ``AskPipeline.ask``.
+
+        While vectors are filled in behind keyword search the answer says the
+        search was partial, and it neither comes from nor goes to the cache.
+        """
+        pending = self.library.vectors_pending
+        answer = await self.asker.ask(
             question,
-            use_cache=use_cache,
+            use_cache=use_cache and not pending,
             on_token=on_token,
             on_quotes=on_quotes,
             filters=filters,
@@ -444,6 +467,10 @@ class Services:
             session=session,
             skip_providers=skip_providers,
         )
+        if not pending:
+            return answer
+        notice = " ".join(n for n in (answer.notice, partial_notice(pending)) if n)
+        return dataclasses.replace(answer, vectors_pending=pending, notice=notice)
 
     async def search(
         self,
@@ -467,6 +494,8 @@ class Services:
             started_at=self.started_at,
             search_index=self._index,
             index_load=load_state(self._index_task),
+            vectors_pending=self._library.vectors_pending if self._library is not None else 0,
+            fill_eta_s=self._fill_eta(),
             embedder=self._embedder,
             model_load=load_state(self._model_task),
             reranker=self._reranker,
@@ -480,6 +509,10 @@ class Services:
             audit_stats=self._audit_stats,
             session_asks=self._asker.asks if self._asker is not None else 0,
         )
+
+    def _fill_eta(self) -> float | None:
+        fill = self._library.fill if self._library is not None else None
+        return fill.progress.eta_s if fill is not None and fill.running else None
 
     async def health(self) -> HealthSnapshot:
         """Every component's state, typed (``core.health``)."""
@@ -497,6 +530,17 @@ def _built(value: _T | None) -> _T:
     if value is None:
         raise RuntimeError("Services.start() has not run (or aclose() already did)")
     return value
+
+
+def _stopper(stop: asyncio.Event, task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:
+    """Ask ``task`` to stop at its next step (a batch in a worker thread ends first)."""
+
+    async def run() -> None:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    return run
 
 
 def _canceller(task: asyncio.Task[Any]) -> Callable[[], Awaitable[None]]:

@@ -132,6 +132,17 @@ class IngestProgress:
     elapsed_s: float
     eta_s: float | None
     last: FileOutcome | None = None
+    # Vectors filled in behind keyword search (core.ingest.fill): passages given
+    # vectors so far of those that lacked one; 0 of 0 before the fill starts.
+    vectors_done: int = 0
+    vectors_total: int = 0
+    # Seconds from the start until every file was keyword-searchable (None before).
+    searchable_s: float | None = None
+
+    @property
+    def filling(self) -> bool:
+        """Every file is searchable by keywords; vectors are still being filled in."""
+        return self.vectors_done < self.vectors_total
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +173,9 @@ class IndexDelta:
     removed: tuple[int, ...] = ()
     documents: frozenset[int] = frozenset()  # documents whose content changed or vanished
     moved: tuple[tuple[int, str], ...] = ()  # (document id, new path): nothing re-indexed
+    # Vectors filled in behind keyword search for chunks indexed earlier (rows aligned).
+    filled: tuple[int, ...] = ()
+    filled_vectors: FloatArray | None = None
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -349,6 +363,13 @@ class Answer:
     sentences: tuple[AnswerSentence, ...] = ()
     # True when Archivist said "the documents do not contain the answer".
     abstained: bool = False
+    # Passages still waiting for vectors when the search ran (documents being
+    # ingested): the search was partial, keyword-only for those passages.
+    vectors_pending: int = 0
+
+    @property
+    def partial_search(self) -> bool:
+        return self.vectors_pending > 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -358,6 +379,8 @@ class Answer:
             "quotes": [c.to_json() for c in self.quotes],
             "sentences": [s.to_json() for s in self.sentences],
             "abstained": self.abstained,
+            "partial_search": self.partial_search,
+            "vectors_pending": self.vectors_pending,
             "provider": self.provider,
             "cache": self.cache,
             "cache_match": (
@@ -552,6 +575,9 @@ class IndexHealth:
     vectors: int
     loaded_from: str  # "disk", "database" or "empty"
     load_s: float
+    # Passages whose vectors are being filled in (keyword search already has them).
+    vectors_pending: int = 0
+    fill_eta_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -559,6 +585,8 @@ class IndexHealth:
             "vectors": self.vectors,
             "loaded_from": self.loaded_from,
             "load_s": round(self.load_s, 3),
+            "vectors_pending": self.vectors_pending,
+            "fill_eta_s": None if self.fill_eta_s is None else round(self.fill_eta_s, 1),
         }
 
 

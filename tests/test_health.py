@@ -110,6 +110,8 @@ class Sources:
     engine: sa.Engine
     search_index: FakeIndex | None = field(default_factory=FakeIndex)
     index_load: LoadState = LoadState.READY
+    vectors_pending: int = 0
+    fill_eta_s: float | None = None
     embedder: FakeEmbedder | None = field(default_factory=FakeEmbedder)
     model_load: LoadState = LoadState.READY
     reranker: FakeReranker | None = None
@@ -212,6 +214,18 @@ async def test_a_loading_index_degrades_and_a_failed_one_is_down(engine: sa.Engi
     assert loading.search_index is None  # no figures until it is loaded
     failed = await health_snapshot(Sources(engine, index_load=LoadState.FAILED))
     assert failed.status == "down"
+
+
+async def test_vectors_being_filled_in_make_the_search_partial_and_say_how_long(
+    engine: sa.Engine,
+) -> None:
+    snap = await health_snapshot(Sources(engine, vectors_pending=340, fill_eta_s=300.0))
+    assert snap.status == "degraded"
+    component = snap.component("search_index")
+    assert component is not None and component.status == "degraded"
+    assert "partial search: 340 passages await vectors, about 5 min left" in component.detail
+    assert snap.search_index is not None and snap.search_index.vectors_pending == 340
+    assert snap.to_json()["components"]["search_index"]["vectors_pending"] == 340
 
 
 async def test_degradation_elsewhere_is_visible_but_not_down(engine: sa.Engine) -> None:

@@ -25,6 +25,7 @@ from core.config import IngestSettings
 from core.db import store
 from core.embedding import Embedder
 from core.errors import UsageError
+from core.ingest.fill import FillProgress, FillResult, VectorFill
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
 from core.ingest.pipeline import Ingestor
 from core.logs import request_context
@@ -34,6 +35,7 @@ from core.security.paths import path_problem
 from core.types import (
     Chunk,
     FlaggedPassage,
+    FloatArray,
     IndexDelta,
     IngestProgress,
     IngestReport,
@@ -67,6 +69,12 @@ class Library:
         self._make_executor = make_executor
         self._ingestor: Ingestor | None = None
         self._index: SearchBackend | None = None
+        self._ingesting = 0
+        self.fill: VectorFill | None = (
+            VectorFill(engine, embedder, batch=settings.embed_batch, on_vectors=self._on_vectors)
+            if embedder is not None and settings.embed
+            else None
+        )
         self._changed: set[int] = set()
         self._after_change = after_change
         self._listeners = watch_listeners
@@ -91,14 +99,19 @@ class Library:
             self._ingestor = Ingestor(
                 self._engine,
                 self._settings,
-                embedder=self._embedder,
+                fill=self.fill,
                 executor=self._make_executor(),
                 on_change=self._on_change,
+                on_vectors=self._on_vectors,
                 supported=SUPPORTED_EXTENSIONS,
             )
         with request_context() as rid:
             log.info("ingest started", extra={"paths": [str(p) for p in paths]})
-            report = await self._ingestor.ingest(paths, progress=progress, cancel=cancel)
+            self._ingesting += 1
+            try:
+                report = await self._ingestor.ingest(paths, progress=progress, cancel=cancel)
+            finally:
+                self._ingesting -= 1
             log.info("ingest done", extra={"request": rid, "summary": report.summary()})
             for o in report.failed:
                 self._audit(
@@ -121,6 +134,47 @@ class Library:
         changed, self._changed = self._changed, set()
         await self._after_change(changed)
         return report
+
+    async def fill_vectors(
+        self,
+        progress: Callable[[FillProgress], None] | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> FillResult | None:
+        """Embed what an earlier run left without vectors (cut short, or another model).
+
+        ``Services`` runs it in the background after start-up; None when embedding is off.
+        """
+        if self.fill is None:
+            return None
+        index = self._index = await self._wait_index()
+        result = await self.fill.run(progress=progress, cancel=cancel)
+        if result.embedded:
+            try:
+                await asyncio.to_thread(index.save, self._engine)
+            except OSError:
+                log.exception("could not persist the search index")
+        return result
+
+    @property
+    def vectors_pending(self) -> int:
+        """Passages searched by keywords only until their vectors are in (0: complete).
+
+        While files are being parsed that is every indexed passage without a
+        vector; while the fill runs, what it has left.
+        """
+        fill = self.fill
+        if fill is None:
+            return 0
+        if fill.running:
+            return fill.progress.pending
+        if self._ingesting and self._index is not None:
+            return max(0, self._index.size - self._index.vector_count)
+        return 0
+
+    def _on_vectors(self, ids: Sequence[int], vectors: FloatArray) -> None:
+        """Vectors filled in behind keyword search (called from a worker thread)."""
+        if self._index is not None:
+            self._index.apply(IndexDelta(filled=tuple(ids), filled_vectors=vectors))
 
     # ------------------------------------------------------------------ watching
 

@@ -1,4 +1,4 @@
-"""The ingestion pipeline: discover → plan → parse (processes) → embed → store.
+"""The ingestion pipeline: discover → plan → parse (processes) → store → fill vectors.
 
 * **Incremental.** A file whose size and mtime match its record costs a stat;
   one whose content hash matches costs a hash. A file whose content matches a
@@ -10,8 +10,12 @@
 * **Atomic per document.** A document's chunks are replaced in one
   transaction; a kill mid-run leaves the knowledge base consistent and the next
   run resumes (finished files are then unchanged).
-* **Overlapped stages.** Parsing runs in a process pool while the previous
-  document is embedded (a worker thread) and stored (another worker thread).
+* **Keyword search first, vectors behind.** Parsing runs in a process pool
+  while the previous documents are stored and indexed for keyword search (a
+  worker thread), so a folder is searchable as fast as it parses. Passages whose
+  text already has a vector (an unchanged passage of an edited document) get it
+  at once; the others are embedded afterwards by ``VectorFill`` (the slow part),
+  whose progress the same callback reports.
 """
 
 from __future__ import annotations
@@ -31,14 +35,12 @@ import sqlalchemy as sa
 
 from core.config import IngestSettings
 from core.db import store
-from core.embedding import Embedder
+from core.ingest.fill import FillProgress, OnVectors, VectorFill
 from core.ingest.worker import ParseResult, parse_and_chunk
-from core.retrieval.text import embedding_key, embedding_text
 from core.types import (
     Chunk,
     FileOutcome,
     FileStatus,
-    FloatArray,
     IndexDelta,
     IngestProgress,
     IngestReport,
@@ -142,14 +144,16 @@ class Ingestor:
         engine: sa.Engine,
         settings: IngestSettings,
         *,
-        embedder: Embedder | None,
+        fill: VectorFill | None,
         executor: concurrent.futures.Executor,
         on_change: Callable[[IndexDelta], None],  # called from worker threads
+        on_vectors: OnVectors,  # called from worker threads
         supported: frozenset[str],
     ) -> None:
         self._engine = engine
         self._settings = settings
-        self._embedder = embedder if settings.embed else None
+        self._fill = fill if settings.embed else None
+        self._on_vectors = on_vectors
         self._executor = executor
         self._on_change = on_change
         self._supported = supported
@@ -162,14 +166,29 @@ class Ingestor:
         progress: Callable[[IngestProgress], None] | None = None,
         cancel: asyncio.Event | None = None,
     ) -> IngestReport:
-        async with self._lock:
-            return await self._ingest(paths, progress, cancel)
+        # One batch stores at a time (the store has one writer); the vector fill
+        # runs after the lock is released, so a second batch dropped meanwhile is
+        # keyword-searchable at once and the running fill takes its passages too.
+        await self._lock.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._lock.release()
+
+        try:
+            return await self._ingest(paths, progress, cancel, release)
+        finally:
+            release()
 
     async def _ingest(
         self,
         paths: Sequence[str | os.PathLike[str]],
         progress: Callable[[IngestProgress], None] | None,
         cancel: asyncio.Event | None,
+        release: Callable[[], None],
     ) -> IngestReport:
         started = time.perf_counter()
         timings = {"plan": 0.0, "parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
@@ -186,6 +205,7 @@ class Ingestor:
         done = len(outcomes)
         bytes_done = 0
         chunks_done = 0
+        fill: FillProgress | None = None
 
         def emit(current: str | None, last: FileOutcome | None) -> None:
             if progress is None:
@@ -203,24 +223,24 @@ class Ingestor:
                     bytes_total=bytes_total,
                     current=current,
                     elapsed_s=elapsed,
-                    eta_s=eta,
+                    eta_s=eta if fill is None else fill.eta_s,
                     last=last,
+                    vectors_done=fill.done if fill is not None else 0,
+                    vectors_total=fill.total if fill is not None else 0,
+                    searchable_s=searchable_s,
                 )
             )
 
+        searchable_s: float | None = None
         emit(plan.work[0].path if plan.work else None, outcomes[-1] if outcomes else None)
         cancelled = False
 
         def stopped() -> bool:
             return cancel is not None and cancel.is_set()
 
-        # Three stages overlap: parsing (process pool) feeds embedding (one worker
-        # thread, batches across documents) which feeds storing (another worker
-        # thread), so the embedder, the bottleneck, never waits for the database.
+        # Parsing (process pool) feeds storing and keyword indexing (a worker
+        # thread); the vectors are filled in after the last document is searchable.
         parsed: asyncio.Queue[tuple[_Work, ParseResult] | None] = asyncio.Queue(maxsize=16)
-        embedded: asyncio.Queue[list[tuple[_Work, ParseResult, FloatArray | None]] | None] = (
-            asyncio.Queue(maxsize=2)
-        )
 
         async def parse_stage() -> None:
             loop = asyncio.get_running_loop()
@@ -261,45 +281,22 @@ class Ingestor:
                     fut.cancel()
                 await parsed.put(None)
 
-        async def embed_stage() -> None:
-            finished = False
-            while not finished:
-                item = await parsed.get()
-                if item is None:
-                    break
-                batch = [item]
-                n_chunks = len(item[1].drafts)
-                # Gather documents that are already parsed into one encode call.
-                while n_chunks < self._settings.embed_batch * 4 and not parsed.empty():
-                    more = parsed.get_nowait()
-                    if more is None:
-                        finished = True
-                        break
-                    batch.append(more)
-                    n_chunks += len(more[1].drafts)
-                t0 = time.perf_counter()
-                vectors = await self._embed_batch([r for _, r in batch])
-                timings["embed"] += time.perf_counter() - t0
-                await embedded.put([(w, r, v) for (w, r), v in zip(batch, vectors, strict=True)])
-            await embedded.put(None)
-
         async def store_stage() -> None:
             nonlocal done, bytes_done, chunks_done
             while True:
-                group = await embedded.get()
-                if group is None:
+                item = await parsed.get()
+                if item is None:
                     return
-                for work, result, vectors in group:
-                    outcome = await self._finish(work, result, vectors, timings)
-                    outcomes.append(outcome)
-                    done += 1
-                    bytes_done += work.size
-                    chunks_done += outcome.chunks
-                    emit(None if done >= total else work.path, outcome)
+                work, result = item
+                outcome = await self._finish(work, result, timings)
+                outcomes.append(outcome)
+                done += 1
+                bytes_done += work.size
+                chunks_done += outcome.chunks
+                emit(None if done >= total else work.path, outcome)
 
         tasks = [
             asyncio.create_task(parse_stage(), name="ingest-parse"),
-            asyncio.create_task(embed_stage(), name="ingest-embed"),
             asyncio.create_task(store_stage(), name="ingest-store"),
         ]
         try:
@@ -309,6 +306,20 @@ class Ingestor:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         cancelled = stopped() and done < total
+        searchable_s = time.perf_counter() - started
+        timings["searchable"] = searchable_s
+        release()
+
+        if self._fill is not None and not stopped():
+            # Also what an earlier run left (cut short, or another embedding model).
+            def on_fill(p: FillProgress) -> None:
+                nonlocal fill
+                fill = p
+                emit(None, None)
+
+            filled = await self._fill.run(progress=on_fill, cancel=cancel)
+            timings["embed"] = filled.elapsed_s
+            cancelled = cancelled or filled.cancelled
 
         report = IngestReport(
             outcomes=tuple(outcomes),
@@ -442,25 +453,8 @@ class Ingestor:
             store.record_quarantine(conn, path, reason, size, mtime)
         log.warning("quarantined %s: %s", path, reason, extra={"path": path, "reason": reason})
 
-    async def _embed_batch(self, results: list[ParseResult]) -> list[FloatArray | None]:
-        """Vectors per parsed document (None where parsing failed or embedding is off)."""
-        ok = [r for r in results if r.error is None and r.document is not None]
-        if self._embedder is None or not ok:
-            return [None] * len(results)
-        try:
-            matrices = await asyncio.to_thread(self._embed, ok)
-        except Exception as exc:  # the model may be missing: keep BM25-only
-            log.warning("embedding skipped: %s", exc)
-            return [None] * len(results)
-        by_id = {id(r): m for r, m in zip(ok, matrices, strict=True)}
-        return [by_id.get(id(r)) for r in results]
-
     async def _finish(
-        self,
-        work: _Work,
-        result: ParseResult,
-        vectors: FloatArray | None,
-        timings: dict[str, float],
+        self, work: _Work, result: ParseResult, timings: dict[str, float]
     ) -> FileOutcome:
         if result.error is not None or result.document is None:
             reason = result.error or "no text could be extracted"
@@ -468,48 +462,30 @@ class Ingestor:
             return FileOutcome(work.path, FileStatus.FAILED, reason=reason)
         t0 = time.perf_counter()
         try:
-            delta = await asyncio.to_thread(self._store, work, result, vectors)
+            delta = await asyncio.to_thread(self._store, work, result)
         except sa.exc.SQLAlchemyError as exc:
             reason = f"could not be stored ({type(exc).__name__})"
             log.exception("store failed for %s", work.path)
             return FileOutcome(work.path, FileStatus.FAILED, reason=reason)
         timings["store"] += time.perf_counter() - t0
         # Index updates tokenize every chunk: a worker thread, never the event loop.
-        await asyncio.to_thread(self._on_change, delta)
+        await asyncio.to_thread(self._index_document, delta)
         status = FileStatus.ADDED if work.existing_id is None else FileStatus.UPDATED
         return FileOutcome(work.path, status, chunks=len(result.drafts))
 
-    def _embed(self, results: list[ParseResult]) -> list[FloatArray]:
-        """Embed every chunk of ``results`` in one call, reusing stored vectors."""
-        assert self._embedder is not None
-        embedder = self._embedder
-        embedder.load()
-        # The model reads each passage under its headings (``embedding_text``). Vectors
-        # are stored by the hash of the passage text, as the chunks table joins them,
-        # under a key naming that recipe: the same passage under other headings
-        # reuses the first vector made for it.
-        key = embedding_key(embedder.model_id)
-        per_doc = [[store.text_hash(d.text) for d in r.drafts] for r in results]
-        hashes = [h for doc in per_doc for h in doc]
-        texts = {
-            h: embedding_text(d.text, d.heading_path)
-            for r, doc in zip(results, per_doc, strict=True)
-            for h, d in zip(doc, r.drafts, strict=True)
-        }
+    def _index_document(self, delta: IndexDelta) -> None:
+        """Keyword-index a stored document; passages whose text has a vector get it now."""
+        self._on_change(delta)
+        if self._fill is None or not delta.added:
+            return
+        hashes = [store.text_hash(c.text) for c in delta.added]
         with self._engine.connect() as conn:
-            known = store.load_embeddings(conn, key, hashes)
-        missing = [h for h in dict.fromkeys(hashes) if h not in known]
-        if missing:
-            fresh = embedder.encode(
-                [texts[h] for h in missing], batch_size=self._settings.embed_batch
-            )
-            new = {h: fresh[j] for j, h in enumerate(missing)}
-            with self._engine.begin() as conn:
-                store.store_embeddings(conn, key, new)
-            known.update(new)
-        return [np.vstack([known[h] for h in doc]).astype(np.float32) for doc in per_doc]
+            known = store.load_embeddings(conn, self._fill.key, hashes)
+        have = [(c.id, known[h]) for c, h in zip(delta.added, hashes, strict=True) if h in known]
+        if have:
+            self._on_vectors([cid for cid, _ in have], np.vstack([v for _, v in have]))
 
-    def _store(self, work: _Work, result: ParseResult, vectors: FloatArray | None) -> IndexDelta:
+    def _store(self, work: _Work, result: ParseResult) -> IndexDelta:
         assert result.document is not None
         with self._engine.begin() as conn:
             doc_id, new_ids, removed = store.write_document(
@@ -538,7 +514,6 @@ class Ingestor:
         )
         return IndexDelta(
             added=added,
-            vectors=vectors,
             kinds=tuple(result.document.kind for _ in added),
             removed=tuple(removed),
             documents=frozenset({doc_id}),

@@ -230,6 +230,12 @@ class SearchIndex:
                     self._chunk_doc[chunk.id] = chunk.document_id
                     self._doc_path[chunk.document_id] = chunk.source
                     self._doc_kind[chunk.document_id] = kind
+            if delta.filled and delta.filled_vectors is not None and self._vectors is not None:
+                # Vectors filled in behind keyword search; chunks removed meanwhile skipped.
+                keep = [i for i, cid in enumerate(delta.filled) if cid in self._chunk_doc]
+                if keep:
+                    rows = np.asarray(delta.filled_vectors)[keep]
+                    self._vectors.add([delta.filled[i] for i in keep], rows)
             live_docs = set(self._chunk_doc.values())
             for doc_id in delta.documents:
                 if doc_id not in live_docs:
