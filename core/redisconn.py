@@ -39,6 +39,9 @@ command, in the loop that sends it), so Redis may be down when this is built;
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import uuid
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -53,6 +56,8 @@ class RedisConnections:
 
     ``client`` may be used by any number of components at once (each command
     borrows a pooled connection); only the owner calls ``aclose()``.
+    ``instance`` names this process among all that share the Redis (host, pid
+    and a random tail): its rate-limit sessions and its shared breaker records.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class RedisConnections:
             raise ValueError("Redis timeouts must be positive")
         self.url = url
         self.socket_timeout_s = socket_timeout_s
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._pool: aioredis.ConnectionPool = aioredis.ConnectionPool.from_url(
             url,
             socket_timeout=socket_timeout_s,

@@ -38,7 +38,14 @@ def llm() -> Iterator[FakeLLM]:
 
 
 def desktop(
-    root: Path, name: str, llm: FakeLLM, redis_url: str, extra: str = "", *, embed: bool = False
+    root: Path,
+    name: str,
+    llm: FakeLLM,
+    redis_url: str,
+    extra: str = "",
+    *,
+    embed: bool = False,
+    database_url: str | None = None,
 ) -> Services:
     home = root / name
     home.mkdir()
@@ -53,6 +60,8 @@ def desktop(
         "ARCHIVIST_REDIS_URL": redis_url,
         "ARCHIVIST_LOCAL_MODEL": "off",
     }
+    if database_url is not None:
+        env["ARCHIVIST_DATABASE_URL"] = database_url
     return Services(load_settings(env=env))
 
 
@@ -89,7 +98,7 @@ async def test_a_provider_down_for_one_desktop_is_skipped_by_the_other(
 
 
 @pytest.mark.slow  # the cache keys on the question's embedding: a real model loads
-async def test_an_answer_cached_by_one_desktop_is_served_to_the_other(
+async def test_an_answer_cached_by_one_desktop_is_served_to_another_on_the_same_knowledge_base(
     tmp_path: Path,
     corpus: Path,
     llm: FakeLLM,
@@ -97,10 +106,15 @@ async def test_an_answer_cached_by_one_desktop_is_served_to_the_other(
     stack: AsyncExitStack,
 ) -> None:
     llm.set_default(Succeed(("The morning ferry leaves at 07:15 ", "[1]", ".")))
-    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url, embed=True))
-    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url, embed=True))
+    team = f"sqlite:///{tmp_path / 'team.db'}"  # one database for both (as on a share)
+    url = redis_server.url
+    a = await stack.enter_async_context(
+        desktop(tmp_path, "a", llm, url, embed=True, database_url=team)
+    )
     await a.ingest([corpus])
-    await b.ingest([corpus])
+    b = await stack.enter_async_context(
+        desktop(tmp_path, "b", llm, url, embed=True, database_url=team)
+    )
 
     first = await a.ask("When does the morning ferry leave?")
     assert first.cache != "result" and "07:15" in first.text
@@ -133,3 +147,56 @@ async def test_the_global_rate_limit_counts_the_questions_of_every_desktop(
         await b.ask("When are viewing nights held?", use_cache=False)
     with pytest.raises(RateLimited):
         await a.ask("When are viewing nights held?", use_cache=False)
+
+
+@pytest.mark.slow  # the cache keys on the question's embedding: a real model loads
+async def test_desktops_with_different_documents_never_get_each_others_answers(
+    tmp_path: Path,
+    corpus: Path,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    # B's knowledge base has as many documents as A's (the same version number)
+    # but none about the ferry.
+    other = tmp_path / "other-docs"
+    other.mkdir()
+    for i, topic in enumerate(("orchard", "bakery", "library", "harbour")):
+        (other / f"{topic}.txt").write_text(f"The {topic} opens at {8 + i}:00 on weekdays.\n")
+    llm.set_default(Succeed(("The morning ferry leaves at 07:15 ", "[1]", ".")))
+    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url, embed=True))
+    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url, embed=True))
+    await a.ingest([corpus])
+    await b.ingest([other])
+    first = await a.ask("When does the morning ferry leave?")
+    assert "07:15" in first.text and first.citations
+
+    answer = await b.ask("When does the morning ferry leave?")
+
+    assert answer.cache != "result"
+    assert not any(c.source.endswith("ferry.pdf") for c in answer.citations)
+
+
+async def test_each_desktop_has_its_own_session_limit(
+    tmp_path: Path,
+    corpus: Path,
+    llm: FakeLLM,
+    redis_server: RedisServer,
+    stack: AsyncExitStack,
+) -> None:
+    # Every window asks as session "default": on one Redis that must not make
+    # one desktop's questions use up another's.
+    limits = "[rate_limit]\nsession_rate_per_s = 0.001\nsession_burst = 2\n"
+    a = await stack.enter_async_context(desktop(tmp_path, "a", llm, redis_server.url, limits))
+    b = await stack.enter_async_context(desktop(tmp_path, "b", llm, redis_server.url, limits))
+    await a.ingest([corpus])
+
+    await a.ask("When does the morning ferry leave?", use_cache=False)
+    await a.ask("What is the aperture of the telescope?", use_cache=False)
+    with pytest.raises(RateLimited, match="faster than the limit"):
+        await a.ask("Who kept the lighthouse?", use_cache=False)
+
+    await b.ask("Who kept the lighthouse?", use_cache=False)
+    await b.ask("When are viewing nights held?", use_cache=False)
+    with pytest.raises(RateLimited, match="faster than the limit"):
+        await b.ask("When are the beds watered?", use_cache=False)

@@ -25,7 +25,7 @@ Invalidation: ``invalidate_documents`` (answers that cited the documents),
 from core.cache.backends import CacheBackend, Candidate, EmbeddedBackend, ResultEntry
 from core.cache.guard import GuardVerdict, guard_check, salient_equivalent
 from core.cache.normalize import embedding_key, make_namespace, normalize_query
-from core.cache.redis_backend import RedisBackend
+from core.cache.redis_backend import RedisBackend, knowledge_base_scope
 from core.cache.service import CacheHealth, CacheHit, CacheMetrics, CacheService, LayerMetrics
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "ResultEntry",
     "embedding_key",
     "guard_check",
+    "knowledge_base_scope",
     "make_namespace",
     "normalize_query",
     "salient_equivalent",

@@ -27,19 +27,31 @@ connection for each ``XREAD BLOCK`` and blocks for at most half the pool's
 socket timeout, so it needs no client of its own. ``RedisBackend.from_url``
 builds a backend with connections of its own (tests, benchmarks); that backend
 closes them in ``aclose()``.
+
+Scope. Desktops that share a Redis share cached answers only when they share
+the knowledge base: ``Services`` puts :func:`knowledge_base_scope` of its
+database in the prefix (``archivist:cache:{scope}``). The answer namespace
+holds the knowledge base's *version*, a counter of stored documents, which two
+desktops with their own databases reach alike by accident; without the scope
+one desktop was served another's answers, quoting documents it does not have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from core.cache.backends import (
@@ -430,6 +442,41 @@ class RedisBackend:
         # a lookup answered from the local matrix says nothing about Redis' health.
         self.round_trips += 1
         return result
+
+
+def knowledge_base_scope(database_url: str) -> str:
+    """A short id naming the knowledge base behind ``database_url``, for Redis keys.
+
+    A server database (PostgreSQL) is named by its host, port and database, not
+    by who logs in, so every desktop on it gets the same scope. A SQLite file is
+    one desktop's own (unless it sits on a share): its scope is a random id kept
+    in a file beside it (``<db>.cache-scope``), made on first use, so it follows
+    the database wherever it is opened. An in-memory database gets a new id.
+    """
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        name = f"{url.get_backend_name()}://{url.host or ''}:{url.port or ''}/{url.database or ''}"
+        return hashlib.sha256(name.encode()).hexdigest()[:16]
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return uuid.uuid4().hex[:16]
+    marker = Path(url.database + ".cache-scope")
+    try:
+        if not marker.exists():
+            # Written whole, then linked into place: a reader never sees it half made,
+            # and of two desktops creating it at once the first link wins.
+            tmp = marker.with_name(f"{marker.name}.{uuid.uuid4().hex}")
+            tmp.write_text(uuid.uuid4().hex[:16] + "\n", encoding="utf-8")
+            try:
+                os.link(tmp, marker)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        scope = marker.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        log.warning("cache: no scope file beside the database (%s); not sharing answers", exc)
+        return uuid.uuid4().hex[:16]
+    return scope or uuid.uuid4().hex[:16]
 
 
 def _entry_from_hash(entry_id: str, h: dict[bytes, bytes]) -> ResultEntry:

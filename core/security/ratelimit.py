@@ -10,7 +10,11 @@ turns a refusal into ``RateLimited`` with a sentence naming when to retry.
 * ``RedisRateLimiter`` runs one Lua script per request, atomic on the server and
   timed by the server's ``TIME``, so several processes share the limits exactly.
   It uses the shared client of ``core.redisconn.RedisConnections`` and gives
-  each request its own deadline (0.25 s).
+  each request its own deadline (0.25 s). The global bucket is one for every
+  process on the Redis; session buckets are one per ``session_scope`` and
+  session key. ``Services`` scopes them to its process, as the in-process
+  buckets are: every window asks as session ``"default"``, and one desktop's
+  questions must not use up another's.
 * ``FailoverRateLimiter`` puts a ``CircuitBreaker`` (named ``"ratelimit"``) in
   front of the Redis limiter: while Redis is down the breaker is open and each
   request goes straight to the in-process buckets, without touching Redis;
@@ -230,10 +234,12 @@ class RedisRateLimiter:
         *,
         prefix: str = "archivist:ratelimit:",
         timeout_s: float = 0.25,
+        session_scope: str = "",
     ) -> None:
         self._client = client
         self._settings = settings
         self._prefix = prefix
+        self._session_prefix = f"s:{session_scope}:" if session_scope else "s:"
         self._timeout_s = timeout_s
         self._script: Any = client.register_script(_LUA)
 
@@ -245,7 +251,7 @@ class RedisRateLimiter:
         args: list[float | int] = [1]
         kinds: list[str] = []
         for kind, spec, name in (
-            ("session", self._settings.per_session, f"s:{key}"),
+            ("session", self._settings.per_session, self._session_prefix + key),
             ("global", self._settings.global_, "g"),
         ):
             if spec is not None:
@@ -358,9 +364,15 @@ class FailoverRateLimiter:
         await self._fallback.aclose()
 
 
-def build_limiter(config: RateLimitConfig, redis: aioredis.Redis | None = None) -> RateLimiter:
+def build_limiter(
+    config: RateLimitConfig, redis: aioredis.Redis | None = None, *, session_scope: str = ""
+) -> RateLimiter:
     """Token buckets from the settings: on Redis when a client is given (shared by
-    every process, with the local buckets as fallback), else local only."""
+    every process, with the local buckets as fallback), else local only.
+
+    ``session_scope`` keeps session buckets apart per process on a shared Redis
+    (``RedisRateLimiter``); the global bucket is shared regardless.
+    """
     buckets = RateLimitSettings(
         per_session=BucketSpec(config.session_rate_per_s, config.session_burst)
         if config.session_rate_per_s > 0
@@ -372,4 +384,4 @@ def build_limiter(config: RateLimitConfig, redis: aioredis.Redis | None = None) 
     local = EmbeddedRateLimiter(buckets)
     if redis is None:
         return local
-    return FailoverRateLimiter(RedisRateLimiter(redis, buckets), local)
+    return FailoverRateLimiter(RedisRateLimiter(redis, buckets, session_scope=session_scope), local)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from core.cache.redis_backend import RedisBackend
+from core.cache.redis_backend import RedisBackend, knowledge_base_scope
 from core.redisconn import RedisConnections
 from core.security.ratelimit import RateLimitSettings, RedisRateLimiter
 from tests.support.clock import FakeClock
@@ -173,3 +174,23 @@ def test_the_change_log_reader_blocks_for_half_the_socket_timeout_at_most(
     short = RedisBackend.from_url(redis_server.url, socket_timeout_s=2.0, sync_block_ms=300)
     assert long._sync_block_ms == 1_000
     assert short._sync_block_ms == 300
+
+
+def test_desktops_on_one_server_database_share_a_scope_whoever_logs_in() -> None:
+    ann = knowledge_base_scope("postgresql+psycopg://ann:secret@db.example:5432/kb")
+    bob = knowledge_base_scope("postgresql+psycopg://bob@db.example:5432/kb")
+    assert ann == bob
+    assert ann != knowledge_base_scope("postgresql+psycopg://ann@db.example:5432/other")
+    assert ann != knowledge_base_scope("postgresql+psycopg://ann@db2.example:5432/kb")
+
+
+def test_a_sqlite_database_keeps_its_scope_in_a_file_beside_it(tmp_path: Path) -> None:
+    mine = f"sqlite:///{tmp_path / 'a' / 'archivist.db'}"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = knowledge_base_scope(mine)
+    assert knowledge_base_scope(mine) == first  # stable across runs
+    assert (tmp_path / "a" / "archivist.db.cache-scope").read_text().strip() == first
+    # Another desktop's database at the same path on its own disk: another scope.
+    assert knowledge_base_scope(f"sqlite:///{tmp_path / 'b' / 'archivist.db'}") != first
+    assert knowledge_base_scope("sqlite://") != knowledge_base_scope("sqlite://")

@@ -144,6 +144,17 @@ class TestRedisRateLimiter(RateLimiterContract):
         allowed = [(await (a if i % 2 else b).acquire("same")).allowed for i in range(8)]
         assert allowed.count(True) == 4
 
+    async def test_session_scopes_keep_sessions_apart_but_share_the_global_bucket(
+        self,
+    ) -> None:
+        settings = RateLimitSettings(BucketSpec(SLOW, 2), BucketSpec(SLOW, 3))
+        a = RedisRateLimiter(self.client, settings, session_scope="desk-a")
+        b = RedisRateLimiter(self.client, settings, session_scope="desk-b")
+        assert [(await a.acquire("default")).allowed for _ in range(3)] == [True, True, False]
+        assert (await b.acquire("default")).allowed  # B's own session bucket is full
+        refused = await b.acquire("default")  # but the global bucket is spent
+        assert not refused.allowed and refused.limited_by == "global"
+
     async def test_tokens_come_back_with_server_time(self) -> None:
         limiter = RedisRateLimiter(self.client, RateLimitSettings(BucketSpec(50.0, 1), None))
         assert (await limiter.acquire("a")).allowed
