@@ -62,7 +62,7 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 5
+CHECK_VERSION = 6
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]

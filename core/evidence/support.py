@@ -255,9 +255,16 @@ class _Claim:
 
 
 def _passage_spans(
-    claim: _Claim, sentences: tuple[_Sentence, ...], cosines: FloatArray | None
+    claim: _Claim, sentences: tuple[_Sentence, ...], cosines: FloatArray | None, heading: int = 0
 ) -> tuple[_Span | None, _Span | None]:
-    """The passage's best valid span and its best span by score alone."""
+    """The passage's best valid span and its best span by score alone.
+
+    ``heading``: the claim's numbers and identifiers in the passage's heading
+    path. One there holds for every sentence under it ("Incident INC-2291 >
+    Detection" covers "Priya Raman acted as incident commander"), so it counts as
+    found in any window that holds some of the claim; the quote is still the
+    window's own sentences.
+    """
     masks = [claim.mask(s.terms.match) for s in sentences]
     if cosines is None and not any(masks):
         return None, None
@@ -273,7 +280,7 @@ def _passage_spans(
         for j in range(i, min(n, i + WINDOW)):
             c = cos[j]
             adds = bool(masks[j] & ~mask) or (c is not None and (cosine is None or c > cosine))
-            mask |= masks[j]
+            mask |= masks[j] | heading
             if c is not None:
                 cosine = c if cosine is None else max(cosine, c)
             if adds:  # else: the same evidence as the shorter window, plus a penalty
@@ -299,7 +306,7 @@ def _passage_spans(
 
     loose = span(windows[0])
     for w in windows:
-        if not claim.hard & ~w[3]:  # every hard term found: now the negations
+        if not claim.hard & ~(w[3] | heading):  # every hard term found: now the negations
             candidate = loose if w is windows[0] else span(w)
             if candidate.agrees_with(claim.terms):
                 return candidate, loose
@@ -344,10 +351,18 @@ class _Verdict:
 
 
 def _judge(
-    claim: Terms, cited: list[int], index: _Index, cosines: FloatArray | None, min_support: float
+    claim: Terms,
+    cited: list[int],
+    index: _Index,
+    cosines: FloatArray | None,
+    min_support: float,
+    headings: Sequence[frozenset[str]] = (),
 ) -> _Verdict:
     c = _Claim(claim, index.idf)
-    found = [_passage_spans(c, sentences, cosines) for sentences in index.passages]
+    found = [
+        _passage_spans(c, sentences, cosines, c.mask(headings[p]) & c.hard if headings else 0)
+        for p, sentences in enumerate(index.passages)
+    ]
     valid = [best for best, _ in found if best is not None]
     passing = [s for s in valid if s.score >= min_support]
     if passing:
@@ -457,6 +472,7 @@ def check_answer(
     support score is on the ``AnswerSentence``.
     """
     index = _index([p.chunk.text for p in passages])
+    headings = [analyze(" ".join(p.chunk.heading_path)).match for p in passages]
     spans = split_sentences(answer_text)
     q_terms = analyze(question, ANSWER_DROP)
     raw = [answer_text[a:b] for a, b in spans]
@@ -483,7 +499,9 @@ def check_answer(
             verdicts.append(_Verdict("neutral"))
         else:
             row = None if cosines is None else cosines[row_of[i]]
-            verdicts.append(_judge(terms, marker_numbers(raw[i]), index, row, min_support))
+            verdicts.append(
+                _judge(terms, marker_numbers(raw[i]), index, row, min_support, headings)
+            )
 
     claimed = [v for v in verdicts if v.kind in ("supported", "unsupported")]
     n_supported = sum(1 for v in claimed if v.kind == "supported")

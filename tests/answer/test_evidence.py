@@ -6,6 +6,7 @@ Passages of the ``standard`` fixture: [1] outage, [2] lighthouse, [3] garden,
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ import pytest
 from core.evidence.support import NOT_FOUND, CheckedAnswer, check_answer, is_abstention
 from core.evidence.text import analyze, marker_numbers, split_sentences, strip_markers
 from core.types import Citation, ScoredChunk
+from tests.answer.conftest import make_passages
 
 # --------------------------------------------------------------------------- helpers
 
@@ -304,6 +306,25 @@ def test_meta_sentences_are_neutral_and_not_counted(standard: Sequence[ScoredChu
     assert kinds == [(True, ()), (True, (2,)), (True, ()), (True, ())]
     assert checked.supported_share == 1.0
     assert_consistent(checked)
+
+
+def test_an_identifier_in_the_passages_heading_holds_for_its_sentences() -> None:
+    detection = "The on-call engineer, Priya Raman, opened the incident and led it as commander."
+    [under] = make_passages(detection)
+    headed = dataclasses.replace(under.chunk, heading_path=("Incident INC-2291", "Detection"))
+    under = dataclasses.replace(under, chunk=headed)
+    [bare] = make_passages(detection)
+    question = "Who was the commander for INC-2291?"
+    claim = "The commander for INC-2291 was Priya Raman."
+    checked = check_answer(question, claim, [under])
+    assert checked.sentences[0].supported and checked.sentences[0].markers == (1,)
+    assert checked.citations[0].quote == detection  # the quote is the sentence, not the heading
+    assert_consistent(checked)
+    # Without the heading the identifier is nowhere, and a heading never supplies a
+    # number the passage lacks.
+    assert not check_answer(question, claim, [bare]).sentences[0].supported
+    wrong = "The INC-2291 incident had 12 commanders, Priya Raman among them."
+    assert not check_answer(question, wrong, [under]).sentences[0].supported
 
 
 def test_a_short_lead_in_is_neutral_but_a_claim_before_a_colon_is_cited(
