@@ -62,7 +62,7 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 6
+CHECK_VERSION = 7
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]
@@ -457,6 +457,15 @@ class AskPipeline:
             )
         # The model's answer is not in the passages: the quotes stay the answer.
         trace.detail["unsupported_answer"] = True
+        if not quotes and checked.claims == 0:
+            # It claimed nothing ("The council signed off for the trial."): no answer,
+            # as when it says it found none, so the closest sentences are shown the
+            # same way. An answer that claims what no passage says gets no such
+            # second look: that is how a made-up answer reads, and it abstains.
+            quotes = await self._closest_sentences(text, kept, timings)
+            if quotes:
+                notices.append(MODEL_NOT_FOUND_NOTICE)
+                return self._quotes_answer(answer, quotes, notices)
         if not quotes:
             return self._abstention(text, kept, quotes, trace, notices, provider=answer.provider)
         notices.append(UNSUPPORTED_NOTICE)

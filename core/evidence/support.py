@@ -443,7 +443,8 @@ class CheckedAnswer:
     ones) found supported, dropped ones included; 0.0 when nothing was claimed.
     ``abstained``: the answer says the documents hold no answer and claims
     nothing they support (no citations then). ``dropped``: the sentences removed
-    by ``unsupported="drop"``.
+    by ``unsupported="drop"``. ``claims``: how many sentences claim something;
+    0 when the answer only restates the question or talks about itself.
     """
 
     text: str
@@ -452,6 +453,7 @@ class CheckedAnswer:
     supported_share: float
     abstained: bool = False
     dropped: tuple[str, ...] = ()
+    claims: int = 0  # sentences that claim something (supported or not)
 
 
 def check_answer(
@@ -542,7 +544,7 @@ def check_answer(
         for i, start in placed
     )
     dropped = tuple(_plain(raw[i]) for i, d in enumerate(drop) if d)
-    return CheckedAnswer(text, sentences, citations, share, abstained, dropped)
+    return CheckedAnswer(text, sentences, citations, share, abstained, dropped, len(claimed))
 
 
 _AFTER_PUNCT = re.compile(r"[.!?…][\"'”’)]*(?:[ \t]*" + MARKER.pattern + r")+\s*$")

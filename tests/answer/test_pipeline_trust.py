@@ -203,3 +203,38 @@ async def test_weak_evidence_and_a_model_that_finds_nothing_show_the_closest_sen
     assert llm.chat_requests and not answer.abstained
     assert "office closes at 17:00" in answer.text
     assert answer.notice and "found no answer in these passages" in answer.notice
+
+
+async def test_an_answer_that_claims_nothing_shows_the_closest_sentences(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # A small model may only restate the question; that is no answer, like "not found".
+    docs = _office_hours(tmp_path)
+    _config(home, llm.base_url, embed=True)
+    question = "What time does the workplace shut at the end of the week?"
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        await services.wait_ready()
+        seen: list[tuple[Citation, ...]] = []
+        llm.push(Succeed(("The workplace shuts at the end of the week.",)))
+        answer = await services.ask(question, on_quotes=seen.append, use_cache=False)
+    assert seen == [()], "no quote by terms"
+    assert not answer.abstained
+    assert "17:00" in answer.text and "workplace shuts" not in answer.text
+    assert answer.notice and "found no answer in these passages" in answer.notice
+    assert any("17:00" in c.quote for c in answer.citations)
+
+
+async def test_an_answer_claiming_what_no_passage_says_still_abstains_without_quotes(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    docs = _office_hours(tmp_path)
+    _config(home, llm.base_url, embed=True)
+    question = "What time does the workplace shut at the end of the week?"
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        await services.wait_ready()
+        llm.push(Succeed(("The workplace shuts at 21:45 after the cleaners leave.",)))
+        answer = await services.ask(question, use_cache=False)
+    assert answer.abstained
+    assert "21:45" not in answer.text
