@@ -95,6 +95,12 @@ async def test_a_provider_down_for_one_desktop_is_skipped_by_the_other(
     assert b.router.breaker("primary").state is BreakerState.OPEN
     providers = {p.name: p for p in (await b.health()).providers}
     assert providers["primary"].state is BreakerState.OPEN
+    # B's audit log records the transition it took over, naming where it came from.
+    audit = (await b.stats()).audit
+    assert audit is not None
+    [opened] = [e for e in audit.last_events if e.action == "breaker"]
+    assert (opened.provider, opened.outcome) == ("primary", "open")
+    assert opened.detail["reason"].startswith("shared by ")
 
 
 @pytest.mark.slow  # the cache keys on the question's embedding: a real model loads
