@@ -257,6 +257,9 @@ class PgSearchIndex:
                     for c, v in zip(delta.added, vectors, strict=True)
                 ]
                 self._write(conn, items)
+            if delta.filled and delta.filled_vectors is not None:
+                # Vectors filled in behind keyword search; chunks removed meanwhile skipped.
+                self._set_vectors(conn, list(delta.filled), list(delta.filled_vectors))
 
     def _write(
         self, conn: sa.Connection, items: Sequence[tuple[int, int, str, FloatArray | None]]

@@ -203,6 +203,25 @@ def test_without_a_query_vector_hybrid_search_is_keyword_search(kb: Kb) -> None:
     assert hits[0].vector_rank is None
 
 
+def test_vectors_filled_in_later_are_searched(kb: Kb) -> None:
+    ids = kb.add("/kb/handbook.txt", HANDBOOK)  # keyword-searchable first
+    assert kb.index.vector_count == 0
+    kb.index.apply(IndexDelta(filled=tuple(ids[1:]), filled_vectors=np.vstack([unit(2), unit(3)])))
+    assert kb.index.size == 3
+    assert kb.index.vector_count == 2
+    hits = kb.index.search("anything", unit(3), k=3, fusion="vector")
+    assert [h.chunk_id for h in hits][:1] == [ids[2]]
+
+
+def test_vectors_filled_in_for_a_removed_chunk_are_dropped(kb: Kb) -> None:
+    ids = kb.add("/kb/minutes.txt", MINUTES)
+    kb.delete("/kb/minutes.txt")
+    kb.index.apply(IndexDelta(filled=tuple(ids), filled_vectors=np.vstack([unit(4), unit(5)])))
+    assert kb.index.size == 0
+    assert kb.index.vector_count == 0
+    assert kb.index.search("council", unit(4), k=3) == []
+
+
 def test_removed_chunks_are_never_found_again(kb: Kb) -> None:
     kb.add("/kb/handbook.txt", HANDBOOK, seeds=[1, 2, 3])
     minutes = kb.add("/kb/minutes.txt", MINUTES, seeds=[4, 5])
