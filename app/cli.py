@@ -233,22 +233,32 @@ class _ProgressPrinter:
         self.stream = stream
         self.tty = stream.isatty()
         self.last = 0.0
+        self.final_shown: tuple[int, int, str] | None = None
 
     def __call__(self, p: IngestProgress) -> None:
         now = time.monotonic()
         if p.last is not None and p.last.status is FileStatus.FAILED:
             self._clear()
             print(f"  failed: {p.last.path}: {p.last.reason}", file=self.stream)
-        final = p.files_done == p.files_total
+        if p.vectors_total:  # files done and keyword-searchable; vectors filled in behind
+            done, total = p.vectors_done, p.vectors_total
+            what = "passages embedded (keyword search ready)"
+        else:
+            done, total = p.files_done, p.files_total
+            what = f"files, {p.chunks} chunks"
+        final = done == total
         if not final and now - self.last < (0.1 if self.tty else 2.0):
             return
+        if final and (done, total, what) == self.final_shown:
+            return
+        self.final_shown = (done, total, what) if final else None
         self.last = now
         width = 30
-        frac = p.files_done / p.files_total if p.files_total else 1.0
+        frac = done / total if total else 1.0
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         eta = f" ETA {p.eta_s:.0f}s" if p.eta_s is not None and not final else ""
         current = f" {Path(p.current).name}" if p.current and not final else ""
-        line = f"[{bar}] {p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}{current}"
+        line = f"[{bar}] {done}/{total} {what}{eta}{current}"
         if self.tty:
             self.stream.write("\r\033[K" + line[:120])
             if final:

@@ -136,6 +136,14 @@ class LibraryPanel(QWidget):
         self.queued_label.setVisible(waiting > 0)
 
     def on_progress(self, p: IngestProgress) -> None:
+        if p.vectors_total:
+            # Every file is in and keyword-searchable; vectors are filled in behind.
+            self.progress.setFormat("%v of %m passages embedded")
+            self.progress.setRange(0, p.vectors_total)
+            self.progress.setValue(p.vectors_done)
+            self.eta_label.setText(sv.fill_text(p.vectors_done, p.vectors_total, _eta(p.eta_s)))
+            return
+        self.progress.setFormat("%v of %m files")
         self.progress.setRange(0, max(1, p.files_total))
         self.progress.setValue(p.files_done)
         current = f" Now: {Path(p.current).name}." if p.current else ""

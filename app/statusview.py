@@ -379,15 +379,24 @@ def ingest_fraction(done: int, total: int, bytes_done: int = 0, bytes_total: int
     return min(1.0, done / total) if total > 0 else 0.0
 
 
-def progress_title(fraction: float | None) -> str:
+def progress_title(fraction: float | None, phase: str = "ingesting") -> str:
     """The window title, with the ingestion's progress while one runs.
 
     Qt has no taskbar progress on Linux/X11, so the title carries it (a taskbar
-    shows the title): "Archivist — ingesting 45%".
+    shows the title): "Archivist — ingesting 45%", then "Archivist — embedding
+    45%" while vectors are filled in behind keyword search.
     """
     if fraction is None:
         return APP_TITLE
-    return f"{APP_TITLE} — ingesting {round(fraction * 100)}%"
+    return f"{APP_TITLE} — {phase} {round(fraction * 100)}%"
+
+
+def fill_text(done: int, total: int, eta: str) -> str:
+    """The library panel's line while vectors are filled in behind keyword search."""
+    return (
+        f"Every file is searchable by its words. Search by meaning: {done} of {total} "
+        f"passages, {eta}. Answers until then say the search is partial."
+    )
 
 
 def ingest_done_message(summary: Mapping[str, int], elapsed_s: float) -> str:

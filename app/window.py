@@ -785,12 +785,15 @@ class MainWindow(QMainWindow):
         self._say(f"Adding {n} item(s)…")
 
     def _on_ingest_progress(self, p: IngestProgress) -> None:
+        if p.vectors_total:
+            self._show_progress(p.vectors_done / p.vectors_total, "embedding")
+            return
         fraction = sv.ingest_fraction(p.files_done, p.files_total, p.bytes_done, p.bytes_total)
         self._show_progress(fraction)
 
-    def _show_progress(self, fraction: float | None) -> None:
+    def _show_progress(self, fraction: float | None, phase: str = "ingesting") -> None:
         """Ingestion progress in the title and on the launcher icon (None: none runs)."""
-        title = sv.progress_title(fraction)
+        title = sv.progress_title(fraction, phase)
         if title != self.windowTitle():  # at most once per percent
             self.setWindowTitle(title)
             self.launcher.update(fraction)
