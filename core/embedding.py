@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -184,6 +185,8 @@ class Embedder:
         self._settings = settings
         self._model: Encoder | None = None
         self._lock = threading.Lock()
+        self._queries_waiting = 0  # queries go before the next slice of a bulk encode
+        self._waiting_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.model_id = settings.model
         self.dim = 0
@@ -237,8 +240,34 @@ class Embedder:
             return model.encode(texts, batch_size)
 
     def encode_query(self, text: str) -> FloatArray:
-        result: FloatArray = self.encode([text], batch_size=1)[0]
+        """One question's vector; it goes before the next slice of a running ``encode_bulk``."""
+        with self._waiting_lock:
+            self._queries_waiting += 1
+        try:
+            result: FloatArray = self.encode([text], batch_size=1)[0]
+        finally:
+            with self._waiting_lock:
+                self._queries_waiting -= 1
         return result
+
+    def encode_bulk(self, texts: list[str], *, batch_size: int, slice_size: int = 16) -> FloatArray:
+        """``encode`` in slices, letting a waiting question's encode run between them.
+
+        A question asked while passages are embedded waits for one slice (about
+        a second on two busy cores), not for a whole batch.
+        """
+        if len(texts) <= slice_size:
+            return self.encode(texts, batch_size=batch_size)
+        self.load()
+        # Slices of similar lengths pad little; rows go back to the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), slice_size):
+            while self._queries_waiting:
+                time.sleep(0.002)
+            rows = order[start : start + slice_size]
+            out[rows] = self.encode([texts[i] for i in rows], batch_size=batch_size)
+        return out
 
     def close(self) -> None:
         self._model = None

@@ -233,7 +233,7 @@ class VectorFill:
             return None
         texts = {r.text_hash: r.text for r in rows}  # one encode per distinct text
         hashes = list(texts)
-        matrix = self._embedder.encode([texts[h] for h in hashes], batch_size=self._batch)
+        matrix = self._embedder.encode_bulk([texts[h] for h in hashes], batch_size=self._batch)
         fresh = {h: matrix[i] for i, h in enumerate(hashes)}
         with self._engine.begin() as conn:
             store.store_embeddings(conn, key, fresh)

@@ -25,6 +25,8 @@ def test_int8_vectors_are_unit_length_in_input_order_and_agree_with_fp32() -> No
     assert batch.shape == (4, 384) and int8.dim == 384
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     assert np.allclose(batch, one_by_one, atol=1e-4)  # padding does not leak into the mean
+    sliced = int8.encode_bulk(TEXTS * 3, batch_size=4, slice_size=5)  # what the fill calls
+    assert np.allclose(sliced, np.vstack([batch] * 3), atol=1e-4)
     agreement = (batch * fp32.encode(TEXTS)).sum(axis=1)
     assert agreement.min() > 0.99  # the same network, weights rounded to int8
 
