@@ -18,9 +18,7 @@ if _ROOT not in sys.path:
 from core.audit import ensure_audit_indexes  # noqa: E402
 from core.db.engine import create_engine_for  # noqa: E402
 from core.db.schema import audit_events, metadata  # noqa: E402
-from tests.support.postgres import postgres_url  # noqa: E402
-
-__all__ = ["postgres_url"]
+from tests.support.postgres import PostgresServer  # noqa: E402
 
 
 @pytest.fixture
@@ -32,9 +30,15 @@ def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def audit_postgres_url(postgres_server: PostgresServer) -> str:
+    """A database of their own: these tests create the tables without migrations."""
+    return postgres_server.new_database("audit")
+
+
 @pytest.fixture
-def postgres_engine(postgres_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine_for(postgres_url)
+def postgres_engine(audit_postgres_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine_for(audit_postgres_url)
     metadata.create_all(engine)
     ensure_audit_indexes(engine)
     with engine.begin() as conn:
