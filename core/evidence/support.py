@@ -88,6 +88,7 @@ __all__ = [
     "check_answer",
     "find_quotes",
     "is_abstention",
+    "quote_spans",
     "rank_quotes",
     "select_quotes",
     "support_score",
@@ -763,14 +764,46 @@ def find_quotes(
     """Quote first: citations of the best sentences for ``question``, and the figures.
 
     One citation per passage, marker ``n`` for ``passages[n - 1]``, in marker
-    order. When several chosen sentences come from one passage, the quote is the
-    best run of consecutive ones (a quote is one contiguous span), followed by up
-    to ``followers`` next sentences within ``span_chars``. ``()`` when the
-    evidence is missing (``QuoteEvidence.sufficient`` is false).
+    order; the spans are :func:`quote_spans`'. ``()`` when the evidence is missing
+    (``QuoteEvidence.sufficient`` is false).
+    """
+    spans, evidence = quote_spans(
+        question,
+        [p.chunk.text for p in passages],
+        max_quotes=max_quotes,
+        embed=embed,
+        min_coverage=min_coverage,
+        min_cosine=min_cosine,
+        followers=followers,
+        span_chars=span_chars,
+    )
+    citations = tuple(
+        Citation.of(p + 1, passages[p].chunk, passages[p].score, (start, end))
+        for p, start, end in spans
+    )
+    return citations, evidence
+
+
+def quote_spans(
+    question: str,
+    texts: Sequence[str],
+    *,
+    max_quotes: int = 3,
+    embed: Embed | None = None,
+    min_coverage: float = MIN_QUESTION_COVERAGE,
+    min_cosine: float = MIN_QUESTION_COSINE,
+    followers: int = QUOTE_FOLLOWERS,
+    span_chars: int = QUOTE_SPAN_CHARS,
+) -> tuple[tuple[tuple[int, int, int], ...], QuoteEvidence]:
+    """The quotes as ``(passage index, start, end)`` spans of ``texts``, in passage order.
+
+    At most one span per passage: when several chosen sentences come from one
+    passage, the best run of consecutive ones (a quote is one contiguous span),
+    followed by up to ``followers`` next sentences within ``span_chars``.
     """
     quotes, evidence = rank_quotes(
         question,
-        [p.chunk.text for p in passages],
+        texts,
         max_quotes=max_quotes,
         embed=embed,
         min_coverage=min_coverage,
@@ -779,18 +812,18 @@ def find_quotes(
     by_passage: dict[int, list[list[Quote]]] = {}
     for q in quotes:
         runs = by_passage.setdefault(q.passage, [])
-        text = passages[q.passage].chunk.text
+        text = texts[q.passage]
         if runs and not text[runs[-1][-1].end : q.start].strip():
             runs[-1].append(q)  # the next sentence of the same run
         else:
             runs.append([q])
-    citations = []
+    spans = []
     for p, runs in sorted(by_passage.items()):
         run = max(runs, key=lambda r: max(q.score for q in r))
-        text = passages[p].chunk.text
-        span = _with_followers(text, run[0].start, run[-1].end, followers, span_chars)
-        citations.append(Citation.of(p + 1, passages[p].chunk, passages[p].score, span))
-    return tuple(citations), evidence
+        text = texts[p]
+        start, end = _with_followers(text, run[0].start, run[-1].end, followers, span_chars)
+        spans.append((p, start, end))
+    return tuple(spans), evidence
 
 
 def _with_followers(

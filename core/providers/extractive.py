@@ -1,19 +1,20 @@
 """The offline extractive provider: answers by quoting the best passages.
 
 It needs no model, so it is the last resort of the provider chain and the
-answer of a fresh install. The sentences come from
-:func:`core.evidence.support.rank_quotes`, the same quote picker (one sentence
+answer of a fresh install. The quotes come from
+:func:`core.evidence.support.quote_spans`, the quote picker (one sentence
 splitter, one term analyser) that the evidence check and the quote-first answer
 use: the sentences sharing the most question terms, weighted by how rare they are
-among the passages, in reading order, each cited with its passage marker. When no
-passage covers enough of the question it says so plainly instead of quoting noise.
+among the passages, with the sentences that follow them, in reading order, each
+cited with its passage marker. When no passage covers enough of the question it
+says so plainly instead of quoting noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from core.evidence.support import NOT_FOUND, rank_quotes
+from core.evidence.support import NOT_FOUND, quote_spans
 from core.types import ContextPassage, GenerationRequest
 
 __all__ = ["NOT_FOUND", "ExtractiveProvider", "compose"]
@@ -21,13 +22,13 @@ __all__ = ["NOT_FOUND", "ExtractiveProvider", "compose"]
 
 def compose(question: str, passages: Sequence[ContextPassage], max_sentences: int = 3) -> str:
     """The extractive answer text, with [n] markers (a pure function)."""
-    quotes, _ = rank_quotes(question, [p.text for p in passages], max_quotes=max_sentences)
-    if not quotes:
+    spans, _ = quote_spans(question, [p.text for p in passages], max_quotes=max_sentences)
+    if not spans:
         return NOT_FOUND
     lines = []
-    for q in quotes:
-        passage = passages[q.passage]
-        lines.append(f"{_clip(passage.text[q.start : q.end])} [{passage.marker}]")
+    for index, start, end in spans:
+        passage = passages[index]
+        lines.append(f"{_clip(passage.text[start:end])} [{passage.marker}]")
     return "From your documents:\n\n" + "\n\n".join(lines)
 
 

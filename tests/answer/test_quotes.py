@@ -12,6 +12,7 @@ from typing import Any
 from core.evidence.support import find_quotes, rank_quotes, select_quotes
 from core.providers.extractive import NOT_FOUND, ExtractiveProvider, compose
 from core.types import ContextPassage, GenerationRequest, ScoredChunk
+from tests.answer.conftest import make_passages
 
 
 def test_the_quote_is_the_sentence_that_answers(standard: Sequence[ScoredChunk]) -> None:
@@ -129,7 +130,9 @@ def test_extractive_answer_quotes_with_the_passage_markers(docs: Any) -> None:
     passages = _context(docs.garden, docs.lighthouse, first_marker=5)
     text = compose("When was the lighthouse built?", passages)
     assert text.startswith("From your documents:\n\n")
-    assert "The Old Harbour lighthouse was built in 1874. [6]" in text
+    [line] = text.split("\n\n")[1:]  # one quote per passage, running on (as quoted first)
+    assert line.startswith("The Old Harbour lighthouse was built in 1874.")
+    assert line.endswith(" [6]")
 
 
 def test_extractive_answer_says_not_found_instead_of_quoting_noise(docs: Any) -> None:
@@ -138,14 +141,16 @@ def test_extractive_answer_says_not_found_instead_of_quoting_noise(docs: Any) ->
     assert compose("the of and", _context(docs.garden)) == NOT_FOUND  # nothing to look for
 
 
-def test_extractive_answer_keeps_at_most_max_sentences_in_reading_order(docs: Any) -> None:
-    passages = _context(docs.lighthouse)
-    text = compose("lighthouse keeper lamp whale oil", passages, max_sentences=2)
-    lines = text.split("\n\n")[1:]
-    assert len(lines) == 2
+def test_extractive_answer_is_the_quotes_shown_first(docs: Any) -> None:
+    question = "lighthouse keeper lamp whale oil"
+    passages = _context(docs.garden, docs.lighthouse)
+    lines = compose(question, passages).split("\n\n")[1:]
+    chunks = make_passages(docs.garden, docs.lighthouse)
+    quotes, _ = find_quotes(question, chunks)
+    assert lines == [f"{' '.join(q.quote.split())} [{q.marker}]" for q in quotes]
     assert lines == [
-        "Its keeper, Marta Quillon, lit the lamp every night for thirty-one years. [1]",
-        "The lamp burned whale oil until 1902. [1]",
+        "Its keeper, Marta Quillon, lit the lamp every night for thirty-one years. "
+        "The lamp burned whale oil until 1902. [2]"
     ]
 
 
