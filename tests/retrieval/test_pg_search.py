@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,12 @@ import sqlalchemy as sa
 from core.config import RetrievalSettings
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
+from core.db.pg_schema import drop_search_schema
 from core.errors import StorageError
+from core.retrieval.backend import open_search_backend
 from core.retrieval.fusion import reciprocal_rank_fusion
 from core.retrieval.pg_search import PgSearchIndex, at_most_per_group
+from core.retrieval.search import SearchIndex
 from core.types import Chunk, ChunkDraft, ExtractedDocument, IndexDelta
 from tests.retrieval.test_index_contract import MODEL, unit
 from tests.support.postgres import PostgresServer
@@ -130,3 +134,18 @@ def test_at_most_per_group_moves_the_surplus_behind_the_first_k() -> None:
         (3, 0.7),
     ]
     assert at_most_per_group(ranked, {}, k=2, cap=0) == ranked
+
+
+def test_postgresql_without_the_search_tables_keeps_the_embedded_index(
+    postgres_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    eng = create_engine_for(postgres_server.new_database("novector"))
+    upgrade_schema(eng)
+    assert isinstance(open_search_backend(PLAIN, eng, tmp_path), PgSearchIndex)
+    with eng.begin() as conn:
+        drop_search_schema(conn)  # as if pgvector had been missing at the upgrade
+    with caplog.at_level(logging.WARNING):
+        index = open_search_backend(PLAIN, eng, tmp_path)
+    assert isinstance(index, SearchIndex)
+    assert "not shared" in caplog.text
+    eng.dispose()
