@@ -135,11 +135,19 @@ DROP FUNCTION IF EXISTS search_terms_added(), search_terms_removed(),
 
 
 def vector_available(conn: sa.Connection) -> bool:
-    """pgvector is installed in this database, or its files are on the server."""
+    """pgvector is installed in this database, or can be by this role.
+
+    ``CREATE EXTENSION vector`` needs a superuser (pgvector is not a trusted
+    extension): for any other role the extension must already be there.
+    """
     found = conn.execute(
-        sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
-    ).first()
-    return found is not None
+        sa.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"
+            " OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+            " AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))"
+        )
+    ).scalar()
+    return bool(found)
 
 
 def has_search_schema(conn: sa.Connection) -> bool:

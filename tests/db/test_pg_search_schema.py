@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from core.db.engine import MIGRATIONS_DIR, create_engine_for, upgrade_schema
+from core.config import RetrievalSettings
+from core.db.engine import MIGRATIONS_DIR, create_engine_for, schema_revision, upgrade_schema
 from core.db.pg_schema import SEARCH_TABLES, has_search_schema
+from core.retrieval.backend import open_search_backend
+from core.retrieval.search import SearchIndex
 from tests.support.postgres import PostgresServer
 
 
@@ -94,5 +99,23 @@ def test_statistics_follow_chunks_deleted_by_cascade(postgres_server: PostgresSe
         with engine.connect() as conn:
             assert conn.execute(sa.text(stats)).one() == (1, 0, 2)
             assert conn.execute(sa.text(df)).all() == [("heron", 0), ("osprey", 1)]
+    finally:
+        engine.dispose()
+
+
+def test_a_role_that_cannot_create_pgvector_keeps_the_embedded_index(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """pgvector needs a superuser to create: an ordinary owner upgrades without it."""
+    postgres_server.execute("CREATE ROLE archivist_plain LOGIN")
+    postgres_server.execute('CREATE DATABASE "plain_kb" OWNER archivist_plain')
+    url = f"postgresql+psycopg://archivist_plain@127.0.0.1:{postgres_server.port}/plain_kb"
+    engine = create_engine_for(url)
+    try:
+        upgrade_schema(engine)
+        assert schema_revision(engine) == "0004"
+        assert not set(SEARCH_TABLES) & _tables(engine)
+        index = open_search_backend(RetrievalSettings(), engine, tmp_path)
+        assert isinstance(index, SearchIndex)
     finally:
         engine.dispose()
