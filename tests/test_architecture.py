@@ -62,8 +62,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"types", "errors"}),
     frozenset({"config", "logs", "language"}),
     frozenset({"breaker", "redisconn", "models", "embedding", "watch", "db"}),
-    # storage records; index/search/fusion/rerank; injection/sanitize/rate limit; cache
-    frozenset({"audit", "conversations", "retrieval", "security", "cache"}),
+    # storage records; index/search/fusion/rerank; injection/sanitize/rate limit; cache;
+    # breakers shared through Redis
+    frozenset({"audit", "conversations", "retrieval", "security", "cache", "breaker_shared"}),
     frozenset({"evidence"}),  # what a passage says, whether it supports a claim
     frozenset({"providers", "ingest", "evaluation"}),
     frozenset({"answer", "health"}),
