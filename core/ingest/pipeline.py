@@ -67,6 +67,12 @@ SKIP_DIRS = frozenset(
     }
 )
 
+# Stylesheets in a folder that holds web pages style those pages: they are not
+# documents (a documentation folder's common.css made 58 passages of selectors).
+# Dropped on their own, or in a folder without pages, they are ingested as code.
+PAGE_STYLESHEETS = frozenset({".css", ".scss", ".sass", ".less"})
+_PAGE_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+
 
 @dataclass(slots=True)
 class _Work:
@@ -110,6 +116,7 @@ def discover(
             continue
         if p.is_dir():
             roots.append(str(p))
+            found: list[str] = []
             for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
                 dirnames[:] = sorted(
                     d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
@@ -120,7 +127,10 @@ def discover(
                     full = os.path.join(dirpath, name)
                     if Path(name).suffix.lower() in supported and full not in seen:
                         seen.add(full)
-                        files.append(full)
+                        found.append(full)
+            if any(Path(f).suffix.lower() in _PAGE_SUFFIXES for f in found):
+                found = [f for f in found if Path(f).suffix.lower() not in PAGE_STYLESHEETS]
+            files.extend(found)
         elif p.is_file():
             if p.suffix.lower() not in supported:
                 failures.append(
