@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quarantine", help="list files that could not be ingested, with reasons")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "upgrade", help="copy this knowledge base into a team PostgreSQL database (no re-embedding)"
+    )
+    p.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/database")
+    p.add_argument("--no-audit", action="store_true", help="leave the audit log behind")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "quarantine": _quarantine,
         "eval": _eval,
         "cache": _cache,
+        "upgrade": _upgrade,
     }
     try:
         return _run(handlers[command](args, settings))
@@ -303,6 +311,63 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     return await _with_services(settings, body)
+
+
+# ---------------------------------------------------------------------- upgrade
+
+
+async def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """Copy the knowledge base into team PostgreSQL (core.upgrade); Ctrl-C stops between batches."""
+    import dataclasses
+    import threading
+
+    from core.upgrade import UpgradeProgress, upgrade_to_team
+
+    shown = [0.0]
+
+    def progress(p: UpgradeProgress) -> None:
+        now = time.monotonic()
+        if p.documents_done < p.documents_total and now - shown[0] < 1.0:
+            return
+        shown[0] = now
+        print(
+            f"  {p.documents_done}/{p.documents_total} documents,"
+            f" {p.chunks_done}/{p.chunks_total} passages",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    stop = threading.Event()
+    try:
+        report = await asyncio.to_thread(
+            upgrade_to_team,
+            settings.database_url,
+            args.to,
+            model_id=settings.embedding.model,
+            retrieval=settings.retrieval,
+            copy_audit=not args.no_audit,
+            progress=progress,
+            cancel=stop,
+        )
+    except asyncio.CancelledError:
+        stop.set()  # the copy ends after its current batch
+        raise
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report) | {"chunks_per_s": report.chunks_per_s}))
+        return EXIT_OK
+    rate = f", {report.chunks_per_s:.0f} passages/s" if report.chunks_per_s else ""
+    print(
+        f"Copied {report.documents} documents ({report.chunks} passages, {report.vectors} "
+        f"with their vectors, none embedded again) into {report.target} in "
+        f"{report.elapsed_s:.1f}s{rate}; {report.already_there} already there, "
+        f"{report.audit_events} audit events."
+    )
+    for path in report.conflicts:
+        print(f"  kept the team's version of {path} (same path, other content)")
+    for note in report.notes:
+        print(f"  {note}")
+    print(f"Team mode: point ARCHIVIST_DATABASE_URL at {report.target} on every desktop.")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- ask

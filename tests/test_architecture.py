@@ -66,7 +66,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     # breakers shared through Redis
     frozenset({"audit", "conversations", "retrieval", "security", "cache", "breaker_shared"}),
     frozenset({"evidence"}),  # what a passage says, whether it supports a claim
-    frozenset({"providers", "ingest", "evaluation"}),
+    # upgrade: a single-user knowledge base copied into team PostgreSQL (db + search index)
+    frozenset({"providers", "ingest", "evaluation", "upgrade"}),
     frozenset({"answer", "health"}),
     frozenset({"services"}),
 )
@@ -131,6 +132,7 @@ def test_the_window_reaches_core_through_services_and_value_types() -> None:
         "audit",  # sorted_counts for display
         "conversations",
         "health",
+        "upgrade",  # archivist upgrade
     }
     offenders = []
     for path in sorted((ROOT / "app").rglob("*.py")):
