@@ -1,0 +1,115 @@
+"""packaging/install-local-model.sh: which llama.cpp runtime it installs, and why.
+
+The script is run for real with ``--plan`` (it decides, says why on stderr, prints
+the runtime and installs nothing) under a PATH that holds exactly the tools a
+machine has: the shell's own utilities, plus ``cmake`` and ``c++`` when the case
+says so. Installing for real takes a minute and half a gigabyte (measured by hand:
+README, "No compiler"), so it is not repeated here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "packaging" / "install-local-model.sh"
+# What the script itself runs in --plan mode.
+SHELL_TOOLS = ("bash", "dirname", "cat")
+
+
+def _path_with(tmp_path: Path, *extra: str) -> str:
+    """A folder for PATH with the shell tools, and ``extra`` as stand-in programs
+    (``--plan`` only looks them up; it never runs them)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in SHELL_TOOLS:
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bin_dir / tool).symlink_to(found)
+    for tool in extra:
+        program = bin_dir / tool
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(program.stat().st_mode | stat.S_IXUSR)
+    return str(bin_dir)
+
+
+def _plan(path: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {"PATH": path, "HOME": os.environ.get("HOME", "/root"), **env}
+    bash = shutil.which("bash")
+    assert bash is not None
+    return subprocess.run(
+        [bash, str(SCRIPT), "--plan", ".venv/bin/pip"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_with_cmake_and_a_compiler_llama_cpp_python_is_built(tmp_path: Path) -> None:
+    result = _plan(_path_with(tmp_path, "cmake", "c++"))
+    assert (result.returncode, result.stdout) == (0, "source\n"), result.stderr
+    assert "built from source" in result.stderr
+
+
+@pytest.mark.parametrize(("tools", "missing"), [((), "cmake c++"), (("cmake",), "c++")])
+def test_without_a_compiler_the_prebuilt_runtime_is_installed_and_said_on_stderr(
+    tmp_path: Path, tools: tuple[str, ...], missing: str
+) -> None:
+    result = _plan(_path_with(tmp_path, *tools))
+    assert (result.returncode, result.stdout) == (0, "prebuilt\n"), result.stderr
+    assert f"not on PATH: {missing}" in result.stderr
+    assert "xllamacpp" in result.stderr
+
+
+def test_under_ci_a_missing_compiler_fails_the_default_path(tmp_path: Path) -> None:
+    result = _plan(_path_with(tmp_path), CI="true")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "needs cmake c++" in result.stderr
+    assert "ARCHIVIST_LLM_RUNTIME=prebuilt" in result.stderr  # the way out
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_archivist_llm_runtime_prebuilt_chooses_the_wheel_even_with_a_compiler(
+    tmp_path: Path, ci: str
+) -> None:
+    result = _plan(_path_with(tmp_path, "cmake", "c++"), CI=ci, ARCHIVIST_LLM_RUNTIME="prebuilt")
+    assert (result.returncode, result.stdout) == (0, "prebuilt\n"), result.stderr
+
+
+@pytest.mark.parametrize(("ci", "code"), [("true", 1), ("", 0)])
+def test_archivist_llm_runtime_source_without_a_compiler_installs_nothing(
+    tmp_path: Path, ci: str, code: int
+) -> None:
+    result = _plan(_path_with(tmp_path), CI=ci, ARCHIVIST_LLM_RUNTIME="source")
+    assert result.returncode == code
+    assert result.stdout == ""
+    assert "needs cmake c++" in result.stderr
+
+
+def test_an_unknown_runtime_choice_is_named(tmp_path: Path) -> None:
+    result = _plan(_path_with(tmp_path, "cmake", "c++"), ARCHIVIST_LLM_RUNTIME="gpu")
+    assert result.stdout == ""
+    assert "must be auto, source or prebuilt (not 'gpu')" in result.stderr
+
+
+def test_both_runtime_extras_install_the_same_model_and_the_tested_xllamacpp() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    source, prebuilt = extras["local-llm"], extras["local-llm-prebuilt"]
+    assert [r for r in source if not r.startswith("llama-cpp-python")] == [
+        r for r in prebuilt if not r.startswith("xllamacpp")
+    ]
+    xllamacpp = [r for r in prebuilt if r.startswith("xllamacpp")]
+    assert xllamacpp == [r for r in extras["dev"] if r.startswith("xllamacpp")]
+    assert xllamacpp[0].startswith("xllamacpp==")  # pinned exactly
