@@ -574,6 +574,15 @@ def upgrade_to_team(
             },
         )
         return report
+    except sa.exc.DBAPIError as exc:
+        # E.g. a role without privileges (or, with collections, not owning the one
+        # written to): whole documents copied so far stay; a rerun goes on from there.
+        where = target_url if target is not None else source_url
+        reason = redact_secrets(str(exc.orig).strip().splitlines()[0], where)
+        raise StorageError(
+            f"The upgrade into {redact_url(target_url)} failed: {reason}. Documents copied "
+            "before this are kept; run the command again once it is fixed."
+        ) from exc
     finally:
         source.dispose()
         if target is not None:

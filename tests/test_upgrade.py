@@ -254,6 +254,11 @@ async def test_refusals_name_the_problem(tmp_path: Path, postgres_server: Postgr
 
     # Vectors of another embedding model in the team's index: refused, not mixed.
     _upgrade(solo, target)
+    # A role without privileges on the team's tables: the database's reason, in a sentence.
+    postgres_server.execute("CREATE ROLE archivist_upgrade_guest LOGIN")
+    guest = target.replace("//postgres@", "//archivist_upgrade_guest@")
+    with pytest.raises(StorageError, match=r"permission denied .*run the command again"):
+        _upgrade(solo, guest)
     engine = create_engine_for(target)
     with engine.begin() as conn:
         conn.execute(
