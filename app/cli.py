@@ -327,7 +327,7 @@ async def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
     def progress(p: UpgradeProgress) -> None:
         now = time.monotonic()
-        if p.documents_done < p.documents_total and now - shown[0] < 1.0:
+        if stop.is_set() or (p.documents_done < p.documents_total and now - shown[0] < 1.0):
             return
         shown[0] = now
         print(
