@@ -361,7 +361,9 @@ class WhyDialog(QDialog):
         for r, b in enumerate(why.breakers):
             state = QTableWidgetItem(f"● {sv.STATE_WORDS.get(b.state, b.state)}")
             state.setForeground(QColor(sv.STATE_COLOURS.get(b.state, "gray")))
-            self.breakers.setItem(r, 0, QTableWidgetItem(b.name))
+            # The local model says what runs it (its file and llama.cpp runtime).
+            name = QTableWidgetItem(f"{b.name} ({b.backend})" if b.backend else b.name)
+            self.breakers.setItem(r, 0, name)
             self.breakers.setItem(r, 1, state)
             self.breakers.setItem(r, 2, QTableWidgetItem(str(b.consecutive_failures)))
             self.breakers.setItem(r, 3, QTableWidgetItem(b.last_error or "—"))

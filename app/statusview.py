@@ -224,7 +224,9 @@ def facts(info: ComponentInfo | None) -> list[tuple[str, str]]:
                 out.append(("dimensions", str(info.dim)))
             return out
         case BreakerSnapshot():
+            rows = [("runs on", info.backend)] if info.backend else []
             return [
+                *rows,
                 ("state", STATE_WORDS.get(info.state.value, info.state.value)),
                 ("failures in a row", str(info.consecutive_failures)),
                 ("calls", f"{info.successes} ok, {info.failures} failed"),

@@ -75,6 +75,7 @@ class BreakerInfo:
     consecutive_failures: int = 0
     last_error: str | None = None
     seconds_until_half_open: float | None = None
+    backend: str | None = None  # e.g. the local model's file and llama.cpp runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,7 @@ def explain(answer: Answer, breakers: Sequence[BreakerSnapshot] = ()) -> Explana
                 consecutive_failures=b.consecutive_failures,
                 last_error=b.last_error,
                 seconds_until_half_open=b.seconds_until_half_open,
+                backend=b.backend,
             )
             for b in breakers
         ),
@@ -315,6 +317,7 @@ def _explanation_to_json(e: Explanation) -> dict[str, Any]:
                 "consecutive_failures": b.consecutive_failures,
                 "last_error": b.last_error,
                 "seconds_until_half_open": b.seconds_until_half_open,
+                "backend": b.backend,
             }
             for b in e.breakers
         ],
@@ -363,6 +366,7 @@ def _explanation_from_json(d: Mapping[str, Any]) -> Explanation:
                 consecutive_failures=int(b.get("consecutive_failures", 0)),
                 last_error=b.get("last_error"),
                 seconds_until_half_open=_opt_float(b.get("seconds_until_half_open")),
+                backend=b.get("backend"),
             )
             for b in d.get("breakers") or ()
         ),

@@ -872,9 +872,12 @@ class BreakerSnapshot:
     successes: int
     failures: int
     rejections: int  # calls the breaker refused without trying
+    # What runs behind the breaker when it is worth saying (the local model and its
+    # llama.cpp runtime); set by the router from the provider, not by the breaker.
+    backend: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "state": self.state.value,
             "consecutive_failures": self.consecutive_failures,
@@ -885,6 +888,9 @@ class BreakerSnapshot:
             "failures": self.failures,
             "rejections": self.rejections,
         }
+        if self.backend is not None:
+            out["backend"] = self.backend
+        return out
 
     def to_component(self, kind: str = "") -> ComponentHealth:
         """This provider as one component of a ``HealthSnapshot``."""
@@ -901,6 +907,8 @@ class BreakerSnapshot:
             status, detail = "ok", "circuit closed"
         if self.last_error and status != "ok":
             detail += f" (last error: {self.last_error})"
+        if self.backend:
+            detail = f"{self.backend}; {detail}"
         data = {"kind": kind, **self.to_json()} if kind else self.to_json()
         data.pop("name")
         return ComponentHealth(

@@ -479,7 +479,7 @@ class LlamaCppProvider:
     def backend(self) -> str:
         """The model and the runtime that runs it, for health and "why this answer"."""
         runtime = self._model.runtime if self._model is not None else self.runtime
-        name = self.model_path.name if self.model_path is not None else self.model_name
+        name = (self.model_path or Path(self.model_name)).name
         if runtime == XLLAMACPP:
             return f"{name} on xllamacpp (prebuilt llama.cpp)"
         if runtime == LLAMA_CPP_PYTHON:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -184,8 +185,19 @@ class ProviderRouter:
         return [p.name for p, _ in self._entries]
 
     def health(self) -> list[BreakerSnapshot]:
-        """One snapshot per provider, in routing order (``archivist health --json``)."""
-        return [breaker.snapshot() for _, breaker in self._entries]
+        """One snapshot per provider, in routing order (``archivist health --json``).
+
+        A provider with a ``backend`` (the local model: its file and llama.cpp
+        runtime) has it named in its snapshot, for health and "why this answer".
+        """
+        snaps = []
+        for provider, breaker in self._entries:
+            snap = breaker.snapshot()
+            backend = getattr(provider, "backend", None)
+            if isinstance(backend, str) and backend:
+                snap = dataclasses.replace(snap, backend=backend)
+            snaps.append(snap)
+        return snaps
 
     def force(self, name: str, state: Literal["open", "closed"]) -> None:
         """Operator override: force a provider's circuit open or closed."""

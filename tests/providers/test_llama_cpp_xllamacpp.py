@@ -23,8 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.breaker import CircuitBreaker
+from core.conversations import ConversationStore, turn_from_answer
 from core.errors import ProviderRejected, ProviderUnavailable
 from core.providers import llama_cpp
+from core.providers.extractive import ExtractiveProvider
 from core.providers.llama_cpp import (
     LLAMA_CPP_PYTHON,
     XLLAMACPP,
@@ -32,7 +35,8 @@ from core.providers.llama_cpp import (
     XLlamaCppModel,
     pick_runtime,
 )
-from core.types import ContextPassage, GenerationRequest
+from core.providers.router import ProviderRouter
+from core.types import Answer, ContextPassage, GenerationRequest
 from tests.conftest import in_ci
 from tests.providers.test_llama_cpp import collect, settings
 
@@ -275,3 +279,31 @@ async def _until_idle(provider: LlamaCppProvider, timeout_s: float = 60.0) -> bo
             return True
         await asyncio.sleep(0.02)
     return not provider.busy
+
+
+# --------------------------------------------------------------------------- naming the runtime
+
+
+async def test_health_and_why_this_answer_name_the_runtime_of_the_local_model(
+    tmp_path: Path,
+) -> None:
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    local = LlamaCppProvider(settings(model=str(gguf)), tmp_path, runtime=XLLAMACPP)
+    router = ProviderRouter([(local, CircuitBreaker("local"))], ExtractiveProvider())
+    try:
+        (snap,) = router.health()
+    finally:
+        await router.aclose()
+    assert snap.backend == "mine.gguf on xllamacpp (prebuilt llama.cpp)"
+    component = snap.to_component("llama_cpp")
+    assert component.detail == "mine.gguf on xllamacpp (prebuilt llama.cpp); circuit closed"
+    assert component.data["backend"] == snap.backend
+    # "Why this answer" keeps it with the conversation, through a save and a load.
+    store = ConversationStore(tmp_path / "conversations")
+    answer = Answer("Q?", "A.", (), "local", "miss", False, {}, "req-1")
+    conv = store.new().with_turn(turn_from_answer(answer, [snap]))
+    store.save(conv)
+    explanation = store.load(conv.id).turns[0].explanation
+    assert explanation is not None
+    assert explanation.breakers[0].backend == snap.backend
