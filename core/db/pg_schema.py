@@ -158,7 +158,12 @@ def has_search_schema(conn: sa.Connection) -> bool:
 
 
 def create_search_schema(conn: sa.Connection) -> None:
+    """The search tables; keyed by collection where collections exist (team mode)."""
+    from core.db.pg_access import has_access_schema, scope_search_tables
+
     conn.exec_driver_sql(_DDL)
+    if has_access_schema(conn):
+        scope_search_tables(conn)
 
 
 def drop_search_schema(conn: sa.Connection) -> None:

@@ -375,7 +375,15 @@ def store_embeddings(conn: Connection, model_id: str, vectors: dict[str, FloatAr
         for h, v in vectors.items()
         if h not in existing
     ]
-    if rows:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        # Team mode: a vector stored from a collection this role cannot read is
+        # invisible (row-level security) but still holds the key; keep it.
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(embeddings).on_conflict_do_nothing(), rows)
+    else:
         conn.execute(sa.insert(embeddings), rows)
 
 

@@ -241,6 +241,11 @@ def bulk_load_pg(engine: sa.Engine, corpus: Corpus, model_key: str) -> dict[str,
     words = corpus.words
     t0 = time.perf_counter()
     with conn.cursor() as cur:
+        # Everything goes into the collection "default" (core.db.pg_access).
+        cur.execute("SELECT archivist_write_collection()")
+        row = cur.fetchone()
+        assert row is not None
+        coll = int(row[0])
         cur.execute("DROP INDEX ix_search_chunks_embedding")
         cur.execute("DROP INDEX ix_search_terms_chunk_id")
         cur.execute("ALTER TABLE search_terms DROP CONSTRAINT pk_search_terms")
@@ -264,7 +269,7 @@ def bulk_load_pg(engine: sa.Engine, corpus: Corpus, model_key: str) -> dict[str,
                     )
             with cur.copy(
                 'COPY chunks (id, document_id, ordinal, text, start, "end", heading_path,'
-                " token_count, text_hash) FROM STDIN"
+                " token_count, text_hash, collection_id) FROM STDIN"
             ) as copy:
                 for i, text in enumerate(texts):
                     copy.write_row(
@@ -278,11 +283,12 @@ def bulk_load_pg(engine: sa.Engine, corpus: Corpus, model_key: str) -> dict[str,
                             "Bench",
                             int(lengths[i]),
                             str(chunk_id + i + 1),
+                            coll,
                         )
                     )
             with cur.copy(
-                "COPY search_chunks (chunk_id, document_id, n_terms, embedding, model_key)"
-                " FROM STDIN"
+                "COPY search_chunks (chunk_id, document_id, n_terms, embedding, model_key,"
+                " collection_id) FROM STDIN"
             ) as copy:
                 for i in range(n):
                     copy.write_row(
@@ -292,17 +298,20 @@ def bulk_load_pg(engine: sa.Engine, corpus: Corpus, model_key: str) -> dict[str,
                             int(lengths[i]) + 1,
                             vector_literal(vecs[i]),
                             model_key,
+                            coll,
                         )
                     )
             # Postings: (chunk, word) pairs counted with numpy; "bench" is the heading.
             owner = np.repeat(np.arange(n), lengths)
             pairs, tfs = np.unique(owner * len(words) + flat, return_counts=True)
-            with cur.copy("COPY search_terms (term, chunk_id, tf, n_terms) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY search_terms (term, chunk_id, tf, n_terms, collection_id) FROM STDIN"
+            ) as copy:
                 for pair, tf in zip(pairs.tolist(), tfs.tolist(), strict=True):
                     c, w = divmod(pair, len(words))
-                    copy.write_row((words[w], chunk_id + c + 1, tf, int(lengths[c]) + 1))
+                    copy.write_row((words[w], chunk_id + c + 1, tf, int(lengths[c]) + 1, coll))
                 for c in range(n):
-                    copy.write_row(("bench", chunk_id + c + 1, 1, int(lengths[c]) + 1))
+                    copy.write_row(("bench", chunk_id + c + 1, 1, int(lengths[c]) + 1, coll))
             conn.commit()
             chunk_id += n
             if chunk_id % 100_000 == 0:
@@ -312,17 +321,17 @@ def bulk_load_pg(engine: sa.Engine, corpus: Corpus, model_key: str) -> dict[str,
         copied = time.perf_counter() - t0
         cur.execute(
             "ALTER TABLE search_terms ADD CONSTRAINT pk_search_terms"
-            " PRIMARY KEY (term, chunk_id) INCLUDE (tf, n_terms)"
+            " PRIMARY KEY (term, chunk_id) INCLUDE (tf, n_terms, collection_id)"
         )
         cur.execute("CREATE INDEX ix_search_terms_chunk_id ON search_terms (chunk_id)")
         cur.execute(
-            "INSERT INTO search_term_stats (term, df) SELECT term, count(*) FROM search_terms"
-            " GROUP BY term"
+            "INSERT INTO search_term_stats (term, collection_id, df)"
+            " SELECT term, collection_id, count(*) FROM search_terms GROUP BY term, collection_id"
         )
         cur.execute(
-            "UPDATE search_stats SET n_chunks = s.n, n_vectors = s.v, total_terms = s.t FROM"
-            " (SELECT count(*) AS n, count(embedding) AS v, sum(n_terms) AS t"
-            " FROM search_chunks) AS s WHERE id = 1"
+            "INSERT INTO search_stats (collection_id, n_chunks, n_vectors, total_terms)"
+            " SELECT collection_id, count(*), count(embedding), sum(n_terms)"
+            " FROM search_chunks GROUP BY collection_id"
         )
         cur.execute("ALTER TABLE search_chunks ENABLE TRIGGER USER")
         cur.execute("ALTER TABLE search_terms ENABLE TRIGGER USER")
