@@ -80,11 +80,6 @@ choose_runtime() {
 install_prebuilt() {
   echo "local model: installing the $PREBUILT_EXTRA extra (xllamacpp, no compiler needed)" >&2
   "$PIP" install -q -e ".[$PREBUILT_EXTRA]" || fail "pip could not install the $PREBUILT_EXTRA extra"
-  # An explicit choice sticks: with llama-cpp-python still installed the app would use it.
-  if [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ] && "$PIP" show -q llama-cpp-python >/dev/null 2>&1; then
-    echo "local model: removing llama-cpp-python (ARCHIVIST_LLM_RUNTIME=${ARCHIVIST_LLM_RUNTIME})" >&2
-    "$PIP" uninstall -q -y llama-cpp-python || fail "pip could not remove llama-cpp-python"
-  fi
   # The wheel links the system's OpenMP runtime, which a machine without a compiler may lack.
   if ! err=$("$PY" -c "import xllamacpp" 2>&1); then
     fail "xllamacpp does not load (${err##*$'\n'}); it needs libgomp.so.1 (Debian: libgomp1, Fedora: libgomp)"
@@ -120,6 +115,13 @@ if [ -z "$installed" ] || { [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ] && [ 
   fi
   if [ "$RUNTIME" = "prebuilt" ]; then install_prebuilt; fi
   echo "$RUNTIME" >"$STAMP"
+fi
+
+# An explicit choice sticks: with llama-cpp-python still installed the app would use it.
+if [ "$RUNTIME" = "prebuilt" ] && [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ] &&
+  "$PIP" show -q llama-cpp-python >/dev/null 2>&1; then
+  echo "local model: removing llama-cpp-python (ARCHIVIST_LLM_RUNTIME=${ARCHIVIST_LLM_RUNTIME})" >&2
+  "$PIP" uninstall -q -y llama-cpp-python || fail "pip could not remove llama-cpp-python"
 fi
 
 # Fast when the model is already assembled: the .verified stamp spares the hash.

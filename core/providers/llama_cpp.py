@@ -268,12 +268,13 @@ class XLlamaCppModel:
     callback, run in the provider's worker thread; it releases the GIL), but it
     always listens for HTTP as well; the API has no way to switch that off. So
     ``load`` makes it listen on a Unix socket in a private temporary folder (mode
-    0700, removed on ``close``) instead of a TCP port, requires a random API key
-    that nothing outside this object knows, and turns off the web UI and the
-    ``/slots``, ``/props`` and ``/metrics`` endpoints (``/slots`` would show the
-    prompt, i.e. the user's passages). Its host-memory cache of earlier prompts
-    (``cache_ram_mib``, 8 GiB by default) is off: like llama-cpp-python, only the
-    prompt still in the context is reused (the constant prefix of the prompt).
+    0700, removed on ``close``) instead of a TCP port, and requires a random API
+    key that nothing outside this object knows (only ``/health`` answers without
+    it). Besides, the web UI, ``/slots`` (each slot's state and settings; in this
+    version not the prompt's text), ``/metrics`` and changing ``/props`` are off.
+    Its host-memory cache of earlier prompts (``cache_ram_mib``, 8 GiB by default)
+    is off too: like llama-cpp-python, only the prompt still in the context is
+    reused (the constant prefix of the prompt).
     """
 
     runtime = XLLAMACPP

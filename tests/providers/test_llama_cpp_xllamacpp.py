@@ -232,7 +232,7 @@ async def test_the_prebuilt_runtime_serves_no_tcp_port_and_only_its_own_key(
         "models without the key": 401,
         "chat without the key": 401,
         "models with the key": 200,
-        # The last prompt (the user's passages) is not on show, nor the web UI.
+        # Nothing about the slot serving the user's passages is on show, nor the web UI.
         "slots with the key": 501,
         "web UI with the key": 404,
     }
