@@ -39,6 +39,11 @@ _CHUNK_SQL = (
 )
 # Summed: one row, or one per collection where collections exist.
 _STATS = "SELECT sum(n_chunks)::int, sum(n_vectors)::int FROM search_stats"
+# The HNSW index is there, and no copy holds it back.
+_HNSW = (
+    "SELECT to_regclass('ix_search_chunks_embedding') IS NOT NULL,"
+    " (SELECT count(*)::int FROM kb_meta WHERE key = 'upgrade_vector_index')"
+)
 # Through the table's JSON type: SQLite holds page lists as text.
 _DOC_SQL = sa.select(
     *(documents.c[n] for n in ("path", "content_hash", "size", "mtime", "kind", "title", "text")),
@@ -115,6 +120,9 @@ async def test_upgrade_copies_the_knowledge_base_and_a_second_home_answers_from_
     assert first.without_vectors == 0 and not first.conflicts and not first.cancelled
     assert first.audit_events == solo_audit > 0
     assert len(seen) > 2 and seen[-1].chunks_done == seen[-1].chunks_total == n_chunks
+    # A new team index: HNSW was built once after the copy, and is there.
+    assert first.vector_index_built
+    assert _rows(url, _HNSW) == [(True, 0)]
     # Every column of every document and chunk, provenance included, as the source has it.
     assert _rows(url, _DOC_SQL) == _rows(solo.database_url, _DOC_SQL)
     assert _rows(url, _CHUNK_SQL) == _rows(solo.database_url, _CHUNK_SQL)
@@ -141,6 +149,7 @@ async def test_upgrade_copies_the_knowledge_base_and_a_second_home_answers_from_
             m.setattr(Embedder, name, _refuse)
         again = _upgrade(solo, url)
     assert (again.documents, again.chunks, again.already_there, again.audit_events) == (0, 0, 5, 0)
+    assert not again.vector_index_built
     assert len(_rows(url, _CHUNK_SQL)) == n_chunks
     events = _rows(url, "SELECT action FROM audit_events")
     assert len(events) == solo_audit + 2 and events.count(("upgrade",)) == 2
@@ -198,14 +207,24 @@ async def test_an_interrupted_upgrade_resumes_and_a_merge_keeps_the_teams_versio
 
     cut = _upgrade(solo, url, batch_chunks=1, progress=stop_after_first, cancel=stop)
     assert cut.cancelled and cut.documents == 1
-    # As if killed between storing a document and indexing it: its search rows are gone.
+    assert _rows(url, _HNSW) == [(True, 0)]  # built again when the copy stopped
+    # As if killed between storing a document and indexing it (its search rows are
+    # gone) while the vector index was held back (dropped, its definition kept).
     engine = create_engine_for(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM search_chunks"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO kb_meta VALUES ('upgrade_vector_index',"
+                " pg_get_indexdef('ix_search_chunks_embedding'::regclass))"
+            )
+        )
+        conn.execute(sa.text("DROP INDEX ix_search_chunks_embedding"))
     engine.dispose()
 
     rest = _upgrade(solo, url)
     assert rest.documents == 4 and rest.already_there == 1
+    assert _rows(url, _HNSW) == [(True, 0)]
     assert rest.indexed_leftovers == cut.chunks > 0
     assert rest.without_vectors == rest.chunks  # embedding was off in this home
     assert len(_rows(url, _CHUNK_SQL)) == n_chunks

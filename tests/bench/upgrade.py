@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "store_rows_per_s": round(first.chunks / first.store_s),
             "index_rows_per_s": round(first.chunks / first.index_s),
             "total_s": round(first.elapsed_s, 2),
+            "vector_index_built_after": first.vector_index_built,
             "audit_events": first.audit_events,
             "rerun_s": round(again.elapsed_s, 2),
             "rerun_copied": again.documents,
