@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="add files or folders to the knowledge base")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--collection", metavar="NAME", help="team mode: into this collection of yours")
 
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question", nargs="?", help="the question (or use --batch)")
@@ -128,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/database")
     p.add_argument("--no-audit", action="store_true", help="leave the audit log behind")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = sub.add_parser("admin", help="team mode: set up the PostgreSQL database")
+    ad = p.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    a = ad.add_parser("init", help="pgvector, schema, row-level security, member privileges")
+    a.add_argument("--member", action="append", default=[], metavar="ROLE", help="repeatable")
+    p = sub.add_parser("collection", help="team mode: who may read which documents")
+    co = p.add_subparsers(dest="collection_command", metavar="ACTION", required=True)
+    for action, what in (("grant", "let ROLE read NAME"), ("revoke", "stop ROLE reading NAME")):
+        a = co.add_parser(action, help=what)
+        a.add_argument("name", metavar="NAME")
+        a.add_argument("role", metavar="ROLE")
+    a = co.add_parser("list", help="the collections you can read")
+    a.add_argument("--json", action="store_true")
     return parser
 
 
@@ -172,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval": _eval,
         "cache": _cache,
         "upgrade": _upgrade,
+        "admin": _admin,
+        "collection": _collection,
     }
     try:
         return _run(handlers[command](args, settings))
@@ -295,7 +311,7 @@ def _report_json(report: IngestReport) -> dict[str, Any]:
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     async def body(services: Any) -> int:
         report: IngestReport = await services.ingest(
-            args.paths, progress=_ProgressPrinter(sys.stderr)
+            args.paths, progress=_ProgressPrinter(sys.stderr), collection=args.collection
         )
         if args.json:
             print(json.dumps(_report_json(report), ensure_ascii=False))
@@ -311,6 +327,47 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     return await _with_services(settings, body)
+
+
+# ---------------------------------------------------------------------- team mode
+
+
+async def _with_engine(settings: Settings, body: Callable[[Any], Any]) -> Any:
+    """Run ``body(engine)`` in a worker thread on a short-lived engine (no models)."""
+    from core import team
+
+    return await asyncio.to_thread(team.with_engine, settings.database_url, body)
+
+
+async def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from core.team import admin_init
+
+    report = await _with_engine(settings, lambda e: admin_init(e, args.member))
+    print(f"team database ready (schema {report.revision}); members join {report.members_role}")
+    for member in report.members:
+        print(f"  member: {member}")
+    return EXIT_OK
+
+
+async def _collection(args: argparse.Namespace, settings: Settings) -> int:
+    from core import team
+
+    action = args.collection_command
+    if action == "list":
+        infos = await _with_engine(settings, team.list_collections)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(i) for i in infos], ensure_ascii=False))
+        for i in [] if args.json else infos:
+            readers = ", ".join(i.readers) or "-"
+            mine = " (yours)" if i.mine else ""
+            print(f"{i.name}\towner {i.owner}{mine}\t{i.documents} documents\treaders {readers}")
+        return EXIT_OK
+    change = team.grant if action == "grant" else team.revoke
+    changed = await _with_engine(settings, lambda e: change(e, args.name, args.role))
+    verb = "may now read" if action == "grant" else "may no longer read"
+    note = "" if changed else " (no change)"
+    print(f"{args.role} {verb} {args.name}{note}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- upgrade

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 
+from core import team
 from core.answer.pipeline import AskPipeline, QuotesCallback, TokenCallback
 from core.audit import AuditEvent, AuditLog, AuditStats, prune_quietly
 from core.breaker_shared import RedisBreakerStore, SharedBreakers
@@ -46,7 +47,7 @@ from core.config import Settings
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
-from core.errors import StorageError
+from core.errors import StorageError, UsageError
 from core.health import HealthParts, LoadState, health_snapshot, load_state, stats_snapshot
 from core.ingest.fill import partial_notice
 from core.ingest.library import Library
@@ -99,6 +100,8 @@ class Services:
         self._limiter: RateLimiter | None = None
         self._redis: RedisConnections | None = None  # one pool for the cache and the limiter
         self._kb_version = 0
+        self._team = False  # PostgreSQL with collections: row-level security decides reads
+        self._access = ""  # in team mode, what this role may read (core.team)
         self.watch_listeners: list[Callable[[str, IngestReport], None]] = []
         # What start() built, undone in reverse by aclose() (also after a failed start).
         self._teardown: list[tuple[str, Callable[[], object]]] = []
@@ -153,6 +156,7 @@ class Services:
         self.engines_created += 1
         self._owns("engine", self._dispose_engine)
         await asyncio.to_thread(upgrade_schema, engine)
+        self._team = await asyncio.to_thread(team.is_team_database, engine)
         audit = self._audit = AuditLog(engine, log_questions=s.audit.log_questions)
         await audit.start()
         self._owns("audit", audit.aclose)  # flushes what is queued
@@ -251,7 +255,7 @@ class Services:
             limiter=self._limiter,
             detector=self._detector,
             audit=self.audit,
-            kb_version=lambda: self._kb_version,
+            kb_version=self._cache_scope,
         )
         prune = prune_quietly(self._audit_stats, s.audit.retention_days)
         self._owns("audit pruning", _canceller(asyncio.create_task(prune, name="archivist-prune")))
@@ -333,6 +337,13 @@ class Services:
             raise StorageError(f"The search index could not be loaded: {exc}") from exc
         return self._index
 
+    def _cache_scope(self) -> int | str:
+        """The knowledge base cached answers belong to. In team mode: its version as
+        the database has it (others ingest too) and what this role may read, read
+        before each question (an answer built from a collection never serves a
+        reader without it, and a revoke retires what the reader had cached)."""
+        return self._access if self._team else self._kb_version
+
     def _read_kb_version(self) -> int:
         with self.engine.connect() as conn:
             return store.kb_version(conn)
@@ -392,7 +403,14 @@ class Services:
         *,
         progress: Callable[[IngestProgress], None] | None = None,
         cancel: asyncio.Event | None = None,
+        collection: str | None = None,
     ) -> IngestReport:
+        """Ingest ``paths``; in team mode into ``collection`` (this role's own, created
+        if new; without one, the collection ``default`` if this role owns it)."""
+        if self._team:
+            await asyncio.to_thread(team.use_collection, self.engine, collection)
+        elif collection:
+            raise UsageError(f"{team.NOT_TEAM}.")
         return await self.library.ingest(paths, progress=progress, cancel=cancel)
 
     async def watch(self, folders: Sequence[str]) -> None:
@@ -457,6 +475,8 @@ class Services:
         search was partial, and it neither comes from nor goes to the cache.
         """
         pending = self.library.vectors_pending
+        if self._team and use_cache and not pending:
+            self._access = await asyncio.to_thread(team.access_scope, self.engine)
         answer = await self.asker.ask(
             question,
             use_cache=use_cache and not pending,

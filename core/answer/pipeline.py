@@ -157,7 +157,7 @@ class AskPipeline:
         limiter: RateLimiter | None,
         detector: InjectionDetector,
         audit: AuditFn,
-        kb_version: Callable[[], int],
+        kb_version: Callable[[], int | str],
     ) -> None:
         self._settings = settings
         self._retriever = retriever
