@@ -263,3 +263,22 @@ def test_audit_events_are_each_roles_own(team: Team) -> None:
             assert conn.execute(sa.text("SELECT question FROM audit_events")).scalars().all() == [
                 question
             ]
+
+
+def test_a_grant_to_a_group_role_reaches_its_members(
+    team: Team, postgres_server: PostgresServer
+) -> None:
+    group = f"readers_{uuid.uuid4().hex[:8]}"
+    postgres_server.execute(f"CREATE ROLE {group} NOLOGIN")
+    _create_collection(team.a, "eng")
+    _ingest(team.a, _index(team.a), "/alice/birds.md", ALICE_TEXTS)
+    _grant(team.a, "eng", group)
+    assert _counts(team.b)["chunks"] == 0
+    postgres_server.execute(f"GRANT {group} TO {team.role_b}")
+    assert _counts(team.b)["chunks"] == 3
+    postgres_server.execute(f"REVOKE {group} FROM {team.role_b}")
+    assert _counts(team.b)["chunks"] == 0
+    postgres_server.execute(f"DROP OWNED BY {group}; DROP ROLE {group}")
+    # A dropped grantee's grant row stays but reaches no one (and breaks nothing).
+    assert _counts(team.a)["collection_grants"] == 1
+    assert _counts(team.b)["chunks"] == 0
