@@ -16,6 +16,9 @@ as the source would have.
 Target: migrated to head (Alembic) first. Refused when it is not PostgreSQL, when
 pgvector is missing (and this role cannot install it), or when its search index
 holds vectors of another embedding model (two vector spaces are never mixed).
+With collections (migration 0005) the documents go to the collection this role
+writes to (``default`` unless chosen), which it must own: refused before copying
+otherwise, as row-level security would refuse every row.
 
 Merging: a target that already holds documents is merged into, by path. A source
 document whose path the target has with the same content hash is already there
@@ -55,6 +58,7 @@ from sqlalchemy.engine import make_url
 from core.config import RetrievalSettings, redact_secrets, redact_url
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
+from core.db.pg_access import DEFAULT_COLLECTION, WRITE_SETTING, has_access_schema
 from core.db.pg_schema import create_search_schema, has_search_schema, vector_available
 from core.db.schema import audit_events, chunks, documents, embeddings, kb_meta, quarantine
 from core.errors import StorageError, UsageError
@@ -257,6 +261,36 @@ def _count_unindexed(engine: sa.Engine) -> int:
             )
         ).scalar_one()
     return int(n)
+
+
+def _check_write_collection(engine: sa.Engine) -> None:
+    """With collections (migration 0005), refuse before copying when the documents
+    would go to a collection this role does not own (row-level security would
+    refuse every row). Superusers and ``BYPASSRLS`` roles are not held back."""
+    with engine.connect() as conn:
+        if not has_access_schema(conn):
+            return
+        row = conn.execute(
+            sa.text(
+                "SELECT coalesce(current_setting(:setting, true), '') AS chosen,"
+                " (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)"
+                " AS bypass,"
+                " (SELECT c.owner = archivist_me() FROM collections c"
+                " WHERE c.id = archivist_write_collection()) AS mine,"
+                " (SELECT coalesce(pg_get_userbyid(c.owner), '') FROM collections c"
+                " WHERE c.id = archivist_write_collection()) AS owner"
+            ),
+            {"setting": WRITE_SETTING},
+        ).one()
+    if row.mine or row.bypass:
+        return
+    name = row.chosen or DEFAULT_COLLECTION
+    whose = f" (it belongs to {row.owner})" if row.owner else ""
+    raise UsageError(
+        f"In the team database new documents go to the collection {name!r}, which this "
+        f"role does not own{whose}: only its owner adds to it. Run the upgrade as a role "
+        "that owns the collection the documents should go to."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +580,7 @@ def upgrade_to_team(
         upgrade_schema(target)
         _ensure_search_schema(target, target_url)
         _check_model(target, key)
+        _check_write_collection(target)
         index = PgSearchIndex(retrieval)
         # Chunks an interrupted run stored but did not index yet are indexed here.
         unindexed = _count_unindexed(target)

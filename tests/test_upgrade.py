@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from core.config import RetrievalSettings, Settings, load_settings
 from core.db.engine import create_engine_for
+from core.db.pg_access import member_privileges_sql
 from core.db.schema import documents
 from core.embedding import Embedder
 from core.errors import StorageError, UsageError
@@ -271,13 +272,23 @@ async def test_refusals_name_the_problem(tmp_path: Path, postgres_server: Postgr
         _upgrade(solo, plain)
     assert _rows(team_url(plain), "SELECT to_regclass('documents')") == [(None,)]
 
-    # Vectors of another embedding model in the team's index: refused, not mixed.
-    _upgrade(solo, target)
+    _upgrade(solo, target)  # as postgres, who owns the collection 'default'
     # A role without privileges on the team's tables: the database's reason, in a sentence.
     postgres_server.execute("CREATE ROLE archivist_upgrade_guest LOGIN")
     guest = target.replace("//postgres@", "//archivist_upgrade_guest@")
     with pytest.raises(StorageError, match=r"permission denied .*run the command again"):
         _upgrade(solo, guest)
+    # With collections: a member who does not own the collection written to is told so
+    # before anything is copied (row-level security would refuse every row).
+    postgres_server.execute("CREATE ROLE archivist_upgrade_member LOGIN")
+    engine = create_engine_for(target)
+    with engine.begin() as conn:
+        conn.execute(sa.text(member_privileges_sql("archivist_upgrade_member")))
+    engine.dispose()
+    member = target.replace("//postgres@", "//archivist_upgrade_member@")
+    with pytest.raises(UsageError, match="collection 'default', which this role does not own"):
+        _upgrade(solo, member)
+    # Vectors of another embedding model in the team's index: refused, not mixed.
     engine = create_engine_for(target)
     with engine.begin() as conn:
         conn.execute(
