@@ -321,6 +321,8 @@ class Settings:
     # "off" answers extractively; a catalog name or .gguf path picks the model.
     local_model: str = "auto"
     models_dir_override: Path | None = None
+    # Team mode: the collection this desktop ingests into ("": the one named default).
+    collection: str = ""
 
     def __repr__(self) -> str:
         """Every field, with the database and Redis URLs' passwords masked."""
@@ -459,6 +461,8 @@ def load_settings(
     values["redis_url"] = redis_url or None
     if env.get("ARCHIVIST_LOCAL_MODEL"):
         data["local_model"] = env["ARCHIVIST_LOCAL_MODEL"]
+    if env.get("ARCHIVIST_COLLECTION"):
+        data["collection"] = env["ARCHIVIST_COLLECTION"]
     if env.get("ARCHIVIST_MODELS_DIR"):
         values["models_dir_override"] = Path(env["ARCHIVIST_MODELS_DIR"]).expanduser().resolve()
 

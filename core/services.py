@@ -406,7 +406,9 @@ class Services:
         collection: str | None = None,
     ) -> IngestReport:
         """Ingest ``paths``; in team mode into ``collection`` (this role's own, created
-        if new; without one, the collection ``default`` if this role owns it)."""
+        if new; without one, ``settings.collection``, else the collection ``default``
+        if this role owns it)."""
+        collection = collection or self.settings.collection or None
         if self._team:
             await asyncio.to_thread(team.use_collection, self.engine, collection)
         elif collection:
@@ -414,7 +416,12 @@ class Services:
         return await self.library.ingest(paths, progress=progress, cancel=cancel)
 
     async def watch(self, folders: Sequence[str]) -> None:
-        """Follow ``folders`` (replacing any watched before): reconcile, then watch."""
+        """Follow ``folders`` (replacing any watched before): reconcile, then watch.
+
+        In team mode changes go to ``settings.collection`` when it is set (else to
+        ``default``, where only its owner may write)."""
+        if self._team and self.settings.collection:
+            await asyncio.to_thread(team.use_collection, self.engine, self.settings.collection)
         await self.library.watch(folders)
 
     @property

@@ -179,6 +179,23 @@ async def test_collections_say_who_owns_and_who_reads_them(tmp_path: Path, team:
         (notes / "plan.txt").write_text("Bob's plan: review the Lisbon budget.\n")
         report = await bob.ingest([notes], collection="bob-notes")  # his own: fine
         assert report.summary()["added"] == 1
+    # The window has no --collection: ARCHIVIST_COLLECTION names where ingests go.
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "later.txt").write_text("Bob's later note about the Porto visit.\n")
+    env_home = tmp_path / "bob2"
+    env_home.mkdir()
+    (env_home / "archivist.toml").write_text("[ingest]\nembed = false\n")
+    env = {
+        "ARCHIVIST_HOME": str(env_home),
+        "ARCHIVIST_LOCAL_MODEL": "off",
+        "ARCHIVIST_DATABASE_URL": team.url_of(team.bob),
+        "ARCHIVIST_COLLECTION": "bob-notes",
+    }
+    async with Services(load_settings(None, env=env)) as bob:
+        assert (await bob.ingest([more])).summary()["added"] == 1
+        notes_info = {c.name: c for c in await asyncio.to_thread(list_collections, bob.engine)}
+        assert notes_info["bob-notes"].documents == 2
         assert [c.name for c in await asyncio.to_thread(list_collections, bob.engine)] == [
             "bob-notes",
             "eng",
