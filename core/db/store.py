@@ -266,13 +266,20 @@ def set_injection_flags(
 
 
 def unscanned_chunks(conn: Connection, limit: int = 2000) -> list[tuple[int, str]]:
-    """(chunk id, text) of chunks never scanned for injection (ingested before 0003)."""
-    rows = conn.execute(
-        sa.select(chunks.c.id, chunks.c.text)
-        .where(chunks.c.injection_score.is_(None))
-        .order_by(chunks.c.id)
-        .limit(limit)
-    )
+    """(chunk id, text) of chunks never scanned for injection (ingested before 0003).
+
+    In team mode only this role's own: it may read others' but not write their
+    flags (row-level security would skip the update, and the caller would loop).
+    """
+    query = sa.select(chunks.c.id, chunks.c.text).where(chunks.c.injection_score.is_(None))
+    if (
+        conn.dialect.name == "postgresql"
+        and conn.execute(
+            sa.text("SELECT to_regprocedure('archivist_owned_collections()') IS NOT NULL")
+        ).scalar()
+    ):
+        query = query.where(sa.text("chunks.collection_id = ANY(archivist_owned_collections())"))
+    rows = conn.execute(query.order_by(chunks.c.id).limit(limit))
     return [(r.id, r.text) for r in rows]
 
 

@@ -282,3 +282,16 @@ def test_a_grant_to_a_group_role_reaches_its_members(
     # A dropped grantee's grant row stays but reaches no one (and breaks nothing).
     assert _counts(team.a)["collection_grants"] == 1
     assert _counts(team.b)["chunks"] == 0
+
+
+def test_a_reader_leaves_others_unscanned_chunks_alone(team: Team) -> None:
+    """Bob can read Alice's chunks but not write their flags: he must not pick them up."""
+    _create_collection(team.a, "eng")
+    _ingest(team.a, _index(team.a), "/alice/birds.md", ALICE_TEXTS)
+    _grant(team.a, "eng", team.role_b)
+    with team.a.begin() as conn:
+        conn.execute(sa.text("UPDATE chunks SET injection_score = NULL"))
+    with team.b.connect() as conn:
+        assert store.unscanned_chunks(conn) == []
+    with team.a.connect() as conn:
+        assert len(store.unscanned_chunks(conn)) == 3
