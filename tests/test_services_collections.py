@@ -202,6 +202,34 @@ async def test_collections_say_who_owns_and_who_reads_them(tmp_path: Path, team:
         ]
 
 
+async def test_one_folder_in_two_collections_stays_each_owners_own(
+    tmp_path: Path, team: Team
+) -> None:
+    """A shared drive: Alice and Bob ingest the same files, each into a collection."""
+    shared, _ = _corpus(tmp_path / "docs")
+    async with _services(tmp_path / "alice", team.url_of(team.alice)) as alice:
+        await alice.ingest([shared], collection="eng")
+    engine_a = create_engine_for(team.url_of(team.alice))
+    try:
+        grant(engine_a, "eng", team.bob)
+    finally:
+        engine_a.dispose()
+    async with _services(tmp_path / "bob", team.url_of(team.bob)) as bob:
+        # Bob reads Alice's copies, but his ingest neither takes nor skips them.
+        first = await bob.ingest([shared], collection="bob-notes")
+        assert first.summary()["added"] == 5, first
+        again = await bob.ingest([shared], collection="bob-notes")
+        assert again.summary()["unchanged"] == 5, again
+        source = str(next(shared.glob(QUESTION.source_name)))
+        assert QUESTION.answer_contains[0] in await bob.document_text(source)
+        only = await bob.filters_for([source])
+        assert len(only.document_ids) == 2  # his copy and Alice's
+        mine = {c.name: c.documents for c in await asyncio.to_thread(list_collections, bob.engine)}
+        assert mine == {"bob-notes": 5, "eng": 5}
+    async with _services(tmp_path / "alice", team.url_of(team.alice)) as alice:
+        assert (await alice.ingest([shared], collection="eng")).summary()["unchanged"] == 5
+
+
 async def test_collections_need_a_team_database(tmp_path: Path) -> None:
     home = tmp_path / "solo"
     home.mkdir()

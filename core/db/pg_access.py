@@ -113,6 +113,10 @@ UPDATE documents SET collection_id = (SELECT id FROM collections
 ALTER TABLE documents ALTER COLUMN collection_id SET NOT NULL,
     ALTER COLUMN collection_id SET DEFAULT archivist_write_collection();
 CREATE INDEX ix_documents_collection_id ON documents (collection_id);
+-- A path is unique per collection: a file on a shared drive may be in two.
+ALTER TABLE documents DROP CONSTRAINT uq_documents_path,
+    ADD CONSTRAINT uq_documents_collection_id_path UNIQUE (collection_id, path);
+CREATE INDEX ix_documents_path ON documents (path);
 
 ALTER TABLE chunks ADD COLUMN collection_id integer;
 UPDATE chunks c SET collection_id = d.collection_id FROM documents d WHERE d.id = c.document_id;
@@ -326,6 +330,9 @@ def drop_access_schema(conn: sa.Connection, *, search_tables: bool) -> None:
         drop_search_schema(conn)
         conn.exec_driver_sql(_SEARCH_UNDO)
     conn.exec_driver_sql(
+        "DROP INDEX ix_documents_path;"
+        "ALTER TABLE documents DROP CONSTRAINT uq_documents_collection_id_path,"
+        " ADD CONSTRAINT uq_documents_path UNIQUE (path);"
         "DROP TRIGGER chunks_collection ON chunks; DROP FUNCTION chunks_collection();"
         "DROP INDEX ix_chunks_text_hash;"
         "ALTER TABLE chunks DROP COLUMN collection_id;"

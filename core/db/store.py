@@ -53,23 +53,56 @@ _DOC_COLS = (
 )
 
 
-def document_by_path(conn: Connection, path: str) -> DocumentRow | None:
-    row = conn.execute(sa.select(*_DOC_COLS).where(documents.c.path == path)).first()
+_TEAM_KEY = "archivist_collections"
+
+
+def _own(query: sa.Select[Any], conn: Connection, own: bool) -> sa.Select[Any]:
+    """With ``own``, in team mode, only the collection this connection writes to.
+
+    Ingestion plans with these lookups: a document of a collection this role may
+    read but not write (same path, same content) is not this ingest's to update,
+    move or remove. On SQLite, and without collections, every document.
+    """
+    if not own or conn.dialect.name != "postgresql":
+        return query
+    info = conn.connection.info
+    if _TEAM_KEY not in info:
+        info[_TEAM_KEY] = bool(
+            conn.execute(
+                sa.text("SELECT to_regprocedure('archivist_write_collection()') IS NOT NULL")
+            ).scalar()
+        )
+    if not info[_TEAM_KEY]:
+        return query
+    return query.where(sa.text("documents.collection_id = archivist_write_collection()"))
+
+
+def document_by_path(conn: Connection, path: str, *, own: bool = False) -> DocumentRow | None:
+    query = _own(sa.select(*_DOC_COLS).where(documents.c.path == path), conn, own)
+    row = conn.execute(query).first()
     return _doc_row(row) if row else None
 
 
-def documents_by_hash(conn: Connection, content_hash: str) -> list[DocumentRow]:
-    rows = conn.execute(sa.select(*_DOC_COLS).where(documents.c.content_hash == content_hash))
+def documents_at(conn: Connection, path: str) -> list[DocumentRow]:
+    """Every readable document at ``path`` (in team mode one per collection at most)."""
+    rows = conn.execute(sa.select(*_DOC_COLS).where(documents.c.path == path))
     return [_doc_row(r) for r in rows]
 
 
-def documents_under(conn: Connection, folder: str) -> list[DocumentRow]:
+def documents_by_hash(
+    conn: Connection, content_hash: str, *, own: bool = False
+) -> list[DocumentRow]:
+    query = sa.select(*_DOC_COLS).where(documents.c.content_hash == content_hash)
+    rows = conn.execute(_own(query, conn, own))
+    return [_doc_row(r) for r in rows]
+
+
+def documents_under(conn: Connection, folder: str, *, own: bool = False) -> list[DocumentRow]:
     prefix = folder.rstrip("/") + "/"
     # LIKE with an escaped prefix: folder names may contain % or _.
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.execute(
-        sa.select(*_DOC_COLS).where(documents.c.path.like(escaped + "%", escape="\\"))
-    )
+    query = sa.select(*_DOC_COLS).where(documents.c.path.like(escaped + "%", escape="\\"))
+    rows = conn.execute(_own(query, conn, own))
     return [_doc_row(r) for r in rows]
 
 
@@ -422,9 +455,14 @@ def iter_chunk_vectors(
 
 
 def document_text(conn: Connection, path: str) -> str | None:
-    value: str | None = conn.execute(
-        sa.select(documents.c.text).where(documents.c.path == path)
-    ).scalar_one_or_none()
+    # first(): in team mode two collections may hold the same path.
+    value: str | None = (
+        conn.execute(
+            sa.select(documents.c.text).where(documents.c.path == path).order_by(documents.c.id)
+        )
+        .scalars()
+        .first()
+    )
     return value
 
 

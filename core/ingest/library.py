@@ -283,12 +283,12 @@ class Library:
                     if p.is_dir():
                         folders.append(str(p))
                         continue
-                    row = store.document_by_path(conn, str(p))
-                    if row is None:
+                    rows = store.documents_at(conn, str(p))
+                    if not rows:
                         raise UsageError(
                             f"{p} is neither a folder nor a document in the knowledge base."
                         )
-                    doc_ids.add(row.id)
+                    doc_ids.update(row.id for row in rows)
                 if doc_ids and folders:
                     # Both given: the union, by listing the folders' documents too.
                     for folder in folders:

@@ -352,7 +352,7 @@ class Ingestor:
         with self._engine.connect() as conn:
             missing: dict[str, list[store.DocumentRow]] = {}
             for root in roots:
-                for doc in store.documents_under(conn, root):
+                for doc in store.documents_under(conn, root, own=True):
                     if doc.path not in found and not os.path.exists(doc.path):
                         missing.setdefault(doc.content_hash, []).append(doc)
             claimed: set[int] = set()
@@ -377,7 +377,7 @@ class Ingestor:
                         )
                     )
                     continue
-                existing = store.document_by_path(conn, path)
+                existing = store.document_by_path(conn, path, own=True)
                 if existing and existing.size == st.st_size and existing.mtime == st.st_mtime:
                     plan.outcomes.append(FileOutcome(path, FileStatus.UNCHANGED))
                     continue
@@ -420,7 +420,7 @@ class Ingestor:
         for doc in missing.get(digest, []):
             if doc.id not in claimed:
                 return doc
-        for doc in store.documents_by_hash(conn, digest):
+        for doc in store.documents_by_hash(conn, digest, own=True):
             if doc.id not in claimed and not os.path.exists(doc.path):
                 return doc
         return None
