@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/database")
     p.add_argument("--no-audit", action="store_true", help="leave the audit log behind")
+    p.add_argument("--collection", metavar="NAME", help="into this collection of yours")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = sub.add_parser("admin", help="team mode: set up the PostgreSQL database")
     ad = p.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
@@ -403,6 +404,7 @@ async def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
             model_id=settings.embedding.model,
             retrieval=settings.retrieval,
             copy_audit=not args.no_audit,
+            collection=args.collection,
             progress=progress,
             cancel=stop,
         )
@@ -413,9 +415,10 @@ async def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(dataclasses.asdict(report) | {"chunks_per_s": report.chunks_per_s}))
         return EXIT_OK
     rate = f", {report.chunks_per_s:.0f} passages/s" if report.chunks_per_s else ""
+    where = report.target + (f" (collection {report.collection})" if report.collection else "")
     print(
         f"Copied {report.documents} documents ({report.chunks} passages, {report.vectors} "
-        f"with their vectors, none embedded again) into {report.target} in "
+        f"with their vectors, none embedded again) into {where} in "
         f"{report.elapsed_s:.1f}s{rate}; {report.already_there} already there, "
         f"{report.audit_events} audit events."
     )

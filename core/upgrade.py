@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 
+from core import team
 from core.config import RetrievalSettings, redact_secrets, redact_url
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
@@ -90,6 +91,7 @@ class UpgradeReport:
     source: str  # URLs with passwords masked
     target: str
     model_key: str
+    collection: str  # where the documents went ("" in a database without collections)
     documents: int  # copied by this run
     chunks: int
     vectors: int  # chunks copied with their stored vector
@@ -263,13 +265,16 @@ def _count_unindexed(engine: sa.Engine) -> int:
     return int(n)
 
 
-def _check_write_collection(engine: sa.Engine) -> None:
-    """With collections (migration 0005), refuse before copying when the documents
-    would go to a collection this role does not own (row-level security would
-    refuse every row). Superusers and ``BYPASSRLS`` roles are not held back."""
+def _check_write_collection(engine: sa.Engine) -> str:
+    """The collection new documents go to ("" without collections).
+
+    With collections (migration 0005), refused before copying when this role does
+    not own it (row-level security would refuse every row). Superusers and
+    ``BYPASSRLS`` roles are not held back.
+    """
     with engine.connect() as conn:
         if not has_access_schema(conn):
-            return
+            return ""
         row = conn.execute(
             sa.text(
                 "SELECT coalesce(current_setting(:setting, true), '') AS chosen,"
@@ -282,14 +287,14 @@ def _check_write_collection(engine: sa.Engine) -> None:
             ),
             {"setting": WRITE_SETTING},
         ).one()
+    name = str(row.chosen or DEFAULT_COLLECTION)
     if row.mine or row.bypass:
-        return
-    name = row.chosen or DEFAULT_COLLECTION
+        return name
     whose = f" (it belongs to {row.owner})" if row.owner else ""
     raise UsageError(
         f"In the team database new documents go to the collection {name!r}, which this "
-        f"role does not own{whose}: only its owner adds to it. Run the upgrade as a role "
-        "that owns the collection the documents should go to."
+        f"role does not own{whose}: only its owner adds to it. Choose one of yours with "
+        "--collection NAME (created if new)."
     )
 
 
@@ -554,6 +559,7 @@ def upgrade_to_team(
     retrieval: RetrievalSettings,
     batch_chunks: int = 2000,
     copy_audit: bool = True,
+    collection: str | None = None,
     progress: Callable[[UpgradeProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> UpgradeReport:
@@ -580,7 +586,9 @@ def upgrade_to_team(
         upgrade_schema(target)
         _ensure_search_schema(target, target_url)
         _check_model(target, key)
-        _check_write_collection(target)
+        if collection is not None:  # this role's own, created if new (core.team)
+            team.use_collection(target, collection)
+        written_to = _check_write_collection(target)
         index = PgSearchIndex(retrieval)
         # Chunks an interrupted run stored but did not index yet are indexed here.
         unindexed = _count_unindexed(target)
@@ -646,6 +654,7 @@ def upgrade_to_team(
             source=redact_url(source_url),
             target=redact_url(target_url),
             model_key=key,
+            collection=written_to,
             documents=done_docs,
             chunks=done_chunks,
             vectors=vectors,
@@ -680,6 +689,13 @@ def upgrade_to_team(
         # written to): whole documents copied so far stay; a rerun goes on from there.
         where = target_url if target is not None else source_url
         reason = redact_secrets(str(exc.orig).strip().splitlines()[0], where)
+        if isinstance(exc, sa.exc.IntegrityError) and "uq_documents_path" in reason:
+            raise StorageError(
+                "A file of this knowledge base is in the team database already, at the "
+                "same path, in a collection this role cannot read (a path is one document "
+                "across collections). Ask its owner for a grant (the file is then skipped, "
+                "or listed when its content differs) and run the command again."
+            ) from exc
         raise StorageError(
             f"The upgrade into {redact_url(target_url)} failed: {reason}. Documents copied "
             "before this are kept; run the command again once it is fixed."

@@ -66,12 +66,13 @@ LAYERS: tuple[frozenset[str], ...] = (
     # breakers shared through Redis
     frozenset({"audit", "conversations", "retrieval", "security", "cache", "breaker_shared"}),
     frozenset({"evidence"}),  # what a passage says, whether it supports a claim
-    # upgrade: a single-user knowledge base copied into team PostgreSQL (db + search index)
-    frozenset({"providers", "ingest", "evaluation", "upgrade"}),
+    frozenset({"providers", "ingest", "evaluation"}),
     frozenset({"answer", "health"}),
     # team: collections and grants in team PostgreSQL (db); services and the CLI use it
     frozenset({"team"}),
-    frozenset({"services"}),
+    # upgrade: a single-user knowledge base copied into team PostgreSQL (db, search
+    # index, team's collections)
+    frozenset({"services", "upgrade"}),
 )
 RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from core import team
 from core.config import RetrievalSettings, Settings, load_settings
 from core.db.engine import create_engine_for
 from core.db.pg_access import member_privileges_sql
@@ -302,6 +303,42 @@ async def test_refusals_name_the_problem(tmp_path: Path, postgres_server: Postgr
         _upgrade(solo, target)
 
 
+@pytest.mark.postgres
+async def test_a_member_upgrades_into_a_collection_of_their_own(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ospreys.md").write_text("# Ospreys\n\nOspreys dive feet first for fish.\n")
+    solo = _settings(tmp_path / "solo", embed=False)
+    async with Services(solo) as services:
+        await services.ingest([corpus])
+    target = postgres_server.new_database("members")
+    for role in ("archivist_upgrade_ann", "archivist_upgrade_bob"):
+        postgres_server.execute(f"CREATE ROLE {role} LOGIN")
+    engine = create_engine_for(target)
+    team.admin_init(engine, members=["archivist_upgrade_ann", "archivist_upgrade_bob"])
+    engine.dispose()
+    ann = target.replace("//postgres@", "//archivist_upgrade_ann@")
+    bob = target.replace("//postgres@", "//archivist_upgrade_bob@")
+
+    with pytest.raises(UsageError, match="--collection NAME"):  # 'default' is not hers
+        _upgrade(solo, ann)
+    report = _upgrade(solo, ann, collection="ann_notes")
+    assert (report.collection, report.documents, report.chunks) == ("ann_notes", 1, 1)
+    in_collection = (
+        "SELECT c.name, count(*)::int FROM documents d"
+        " JOIN collections c ON c.id = d.collection_id GROUP BY c.name"
+    )
+    assert _rows(target, in_collection) == [("ann_notes", 1)]
+    assert _rows(ann, _STATS) == [(1, 0)]  # she reads it (search statistics included)
+    assert _rows(bob, "SELECT count(*)::int FROM documents") == [(0,)]  # he does not
+    # Bob's copy of the same file: the path is taken in a collection he cannot read.
+    with pytest.raises(StorageError, match="in a collection this role cannot read"):
+        _upgrade(solo, bob, collection="bob_notes")
+    assert _rows(target, in_collection) == [("ann_notes", 1)]
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ARCHIVIST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("ARCHIVIST_DATABASE_URL", None)
@@ -329,6 +366,7 @@ def test_the_upgrade_command(tmp_path: Path, postgres_server: PostgresServer) ->
     done = _cli(home, "upgrade", "--to", url)
     assert done.returncode == 0, done.stderr
     assert "Copied 1 documents (1 passages" in done.stdout
+    assert "(collection default)" in done.stdout  # the migrating role owns it
     assert "1/1 documents" in done.stderr  # progress
     again = _cli(home, "upgrade", "--to", url, "--json")
     assert again.returncode == 0, again.stderr
