@@ -333,10 +333,13 @@ async def test_a_member_upgrades_into_a_collection_of_their_own(
     assert _rows(target, in_collection) == [("ann_notes", 1)]
     assert _rows(ann, _STATS) == [(1, 0)]  # she reads it (search statistics included)
     assert _rows(bob, "SELECT count(*)::int FROM documents") == [(0,)]  # he does not
-    # Bob's copy of the same file: the path is taken in a collection he cannot read.
-    with pytest.raises(StorageError, match="in a collection this role cannot read"):
-        _upgrade(solo, bob, collection="bob_notes")
-    assert _rows(target, in_collection) == [("ann_notes", 1)]
+    # Bob's copy of the same file goes to his own collection (a path is unique per
+    # collection since fdf206c), and neither reads the other's.
+    report = _upgrade(solo, bob, collection="bob_notes")
+    assert (report.collection, report.documents) == ("bob_notes", 1)
+    assert sorted(_rows(target, in_collection)) == [("ann_notes", 1), ("bob_notes", 1)]
+    assert _rows(bob, "SELECT count(*)::int FROM documents") == [(1,)]
+    assert _rows(ann, "SELECT count(*)::int FROM documents") == [(1,)]
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
