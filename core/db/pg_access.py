@@ -274,6 +274,34 @@ def _policies(tables: tuple[str, ...]) -> str:
     return "".join(_scoped(t) for t in tables)
 
 
+# Functions run as the caller and resolve table names through the caller's
+# search_path, where the session's temporary schema comes first unless named: a
+# member's own TEMP TABLE collections would otherwise decide what the policies
+# let them read and write. Each function gets this schema, then pg_temp, last.
+_CORE_FUNCTIONS = (
+    "archivist_me()",
+    "archivist_readable_collections()",
+    "archivist_owned_collections()",
+    "archivist_write_collection()",
+    "chunks_collection()",
+)
+_SEARCH_FUNCTIONS = (
+    "search_chunks_collection()",
+    "search_terms_collection()",
+    "search_terms_added()",
+    "search_terms_removed()",
+    "search_chunks_added()",
+    "search_chunks_removed()",
+    "search_chunks_changed()",
+)
+
+
+def _pin_search_path(conn: sa.Connection, functions: tuple[str, ...]) -> None:
+    schema = conn.execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
+    for function in functions:
+        conn.exec_driver_sql(f"ALTER FUNCTION {function} SET search_path = {schema}, pg_temp")
+
+
 def has_access_schema(conn: sa.Connection) -> bool:
     """Collections and their policies are there (migration 0005 ran on PostgreSQL)."""
     if conn.dialect.name != "postgresql":
@@ -297,6 +325,7 @@ def search_tables_scoped(conn: sa.Connection) -> bool:
 def create_access_schema(conn: sa.Connection, *, search_tables: bool) -> None:
     """Collections, the ``collection_id`` columns and every policy (migration 0005)."""
     conn.exec_driver_sql(_CORE_DDL)
+    _pin_search_path(conn, _CORE_FUNCTIONS)
     conn.exec_driver_sql(_policies(SCOPED_TABLES) + _CORE_POLICIES)
     if search_tables:
         scope_search_tables(conn)
@@ -309,6 +338,7 @@ def scope_search_tables(conn: sa.Connection) -> None:
     init`` after it creates them in a database upgraded without pgvector.
     """
     conn.exec_driver_sql(_SEARCH_DDL)
+    _pin_search_path(conn, _SEARCH_FUNCTIONS)
     conn.exec_driver_sql(_policies(SCOPED_SEARCH_TABLES))
 
 

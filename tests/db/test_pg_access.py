@@ -295,3 +295,37 @@ def test_a_reader_leaves_others_unscanned_chunks_alone(team: Team) -> None:
         assert store.unscanned_chunks(conn) == []
     with team.a.connect() as conn:
         assert len(store.unscanned_chunks(conn)) == 3
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_collections(team: Team) -> None:
+    """Functions the policies call resolve their tables in the schema, never pg_temp.
+
+    A session's temporary tables come first in name lookup unless search_path says
+    otherwise; a reader's own temporary ``collections`` listing every id must not
+    open the other collections to reads or writes.
+    """
+    _create_collection(team.a, "eng")
+    _ingest(team.a, _index(team.a), "/alice/birds.md", ALICE_TEXTS)
+    with team.admin.connect() as conn:
+        eng = conn.execute(sa.text("SELECT id FROM collections WHERE name = 'eng'")).scalar_one()
+    with team.b.connect() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TEMP TABLE collections AS SELECT CAST(:id AS integer) AS id,"
+                " archivist_me() AS owner, 'eng'::text AS name"
+            ),
+            {"id": eng},
+        )
+        conn.execute(sa.text("CREATE TEMP TABLE pg_roles AS SELECT * FROM pg_catalog.pg_roles"))
+        assert conn.execute(sa.text("SELECT count(*) FROM chunks")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM public.documents")).scalar() == 0
+        assert conn.execute(sa.text("SELECT archivist_readable_collections()")).scalar() == []
+        with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO documents (path, content_hash, size, mtime, kind, text,"
+                    " ingested_at, collection_id) VALUES ('/bob/x', 'h', 1, 0, 'text', 'x', 0,"
+                    " :id)"
+                ),
+                {"id": eng},
+            )
