@@ -10,8 +10,9 @@ itself decides which rows a connection sees, so a bug in Python cannot leak:
 - ``documents``, ``chunks``, ``search_chunks``, ``search_terms``,
   ``search_term_stats``, ``search_stats`` carry ``collection_id`` (denormalised
   below ``documents``: a per-row subquery on the postings would cost every
-  keyword search; filled in by ``BEFORE INSERT`` triggers when a writer leaves it
-  out). Read: the collection is readable; write: the reader owns it. The set of
+  keyword search; set by ``BEFORE INSERT`` triggers from the row above, so a
+  row cannot claim another collection than its document's). Read: the
+  collection is readable; write: the reader owns it. The set of
   readable ids is computed once per statement (an InitPlan), so the policies cost
   one ``= ANY`` per row.
 - BM25 statistics are kept per collection (``search_term_stats`` and
@@ -128,8 +129,10 @@ BEGIN
     NEW.collection_id := (SELECT collection_id FROM documents WHERE id = NEW.document_id);
     RETURN NEW;
 END $$;
-CREATE TRIGGER chunks_collection BEFORE INSERT ON chunks FOR EACH ROW
-    WHEN (NEW.collection_id IS NULL) EXECUTE FUNCTION chunks_collection();
+-- Always from the document (also when given): a chunk of someone else's document
+-- then carries their collection, and the write policy refuses it.
+CREATE TRIGGER chunks_collection BEFORE INSERT OR UPDATE OF document_id, collection_id
+    ON chunks FOR EACH ROW EXECUTE FUNCTION chunks_collection();
 
 ALTER TABLE audit_events ADD COLUMN actor name NOT NULL DEFAULT current_user;
 """
@@ -180,8 +183,11 @@ BEGIN
     NEW.collection_id := (SELECT collection_id FROM chunks WHERE id = NEW.chunk_id);
     RETURN NEW;
 END $$;
-CREATE TRIGGER search_chunks_collection BEFORE INSERT ON search_chunks FOR EACH ROW
-    WHEN (NEW.collection_id IS NULL) EXECUTE FUNCTION search_chunks_collection();
+-- Always from the chunk, as above; postings take theirs from search_chunks (given
+-- by PgSearchIndex, looked up when left out: one lookup per chunk, not per posting).
+CREATE TRIGGER search_chunks_collection
+    BEFORE INSERT OR UPDATE OF chunk_id, collection_id ON search_chunks
+    FOR EACH ROW EXECUTE FUNCTION search_chunks_collection();
 CREATE FUNCTION search_terms_collection() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.collection_id := (SELECT collection_id FROM search_chunks WHERE chunk_id = NEW.chunk_id);

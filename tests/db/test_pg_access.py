@@ -329,3 +329,25 @@ def test_a_temporary_table_cannot_stand_in_for_the_collections(team: Team) -> No
                 ),
                 {"id": eng},
             )
+
+
+def test_a_chunk_takes_its_documents_collection_whatever_the_writer_says(team: Team) -> None:
+    """Bob cannot hang a chunk of his collection onto Alice's document (nor index it)."""
+    _create_collection(team.a, "eng")
+    doc_id = _ingest(team.a, _index(team.a), "/alice/birds.md", ALICE_TEXTS)
+    _create_collection(team.b, "bobs")
+    with team.admin.connect() as conn:
+        bobs = conn.execute(sa.text("SELECT id FROM collections WHERE name = 'bobs'")).scalar_one()
+    with (
+        pytest.raises(sa.exc.ProgrammingError, match="row-level security"),
+        team.b.begin() as conn,
+    ):
+        conn.execute(
+            sa.text(
+                'INSERT INTO chunks (document_id, ordinal, text, start, "end", heading_path,'
+                " token_count, text_hash, collection_id) VALUES (:d, 9, 'x', 0, 1, '', 1, 'x', :c)"
+            ),
+            {"d": doc_id, "c": bobs},
+        )
+    with team.a.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM chunks")).scalar() == 3
