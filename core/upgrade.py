@@ -20,11 +20,13 @@ With collections (migration 0005) the documents go to the collection this role
 writes to (``default`` unless chosen), which it must own: refused before copying
 otherwise, as row-level security would refuse every row.
 
-Merging: a target that already holds documents is merged into, by path. A source
-document whose path the target has with the same content hash is already there
-(an earlier run, or a teammate's ingest) and is skipped; one whose path the target
-has with other content is a conflict: the team's version is kept, the path is
-reported, and nothing of it is copied. Everything else is copied.
+Merging: a target that already holds documents is merged into, by path within
+the collection written to (a path is unique per collection; copies of a file in
+other collections are theirs). A source document whose path it has with the same
+content hash is already there (an earlier run, or a teammate's ingest) and is
+skipped; one whose path it has with other content is a conflict: the team's
+version is kept, the path is reported, and nothing of it is copied. Everything
+else is copied.
 
 Resumable: documents go in batches, each document with its chunks and vectors in
 one transaction, so an interrupted run leaves whole documents; running again skips
@@ -320,10 +322,17 @@ def _plan(source: sa.Engine, target: sa.Engine) -> _Plan:
     there: dict[str, str] = {}
     paths = [d.path for d in docs]
     with target.connect() as conn:
+        # With collections, only the one written to: a path is unique per collection,
+        # and a granted collection's copy is not this copy's to skip or compare with.
+        own = (
+            sa.text("documents.collection_id = archivist_write_collection()")
+            if has_access_schema(conn)
+            else sa.true()
+        )
         for start in range(0, len(paths), 1000):
             rows = conn.execute(
                 sa.select(documents.c.path, documents.c.content_hash).where(
-                    documents.c.path.in_(paths[start : start + 1000])
+                    documents.c.path.in_(paths[start : start + 1000]), own
                 )
             )
             there.update((r.path, r.content_hash) for r in rows)
@@ -689,13 +698,6 @@ def upgrade_to_team(
         # written to): whole documents copied so far stay; a rerun goes on from there.
         where = target_url if target is not None else source_url
         reason = redact_secrets(str(exc.orig).strip().splitlines()[0], where)
-        if isinstance(exc, sa.exc.IntegrityError) and "uq_documents_path" in reason:
-            raise StorageError(
-                "A file of this knowledge base is in the team database already, at the "
-                "same path, in a collection this role cannot read (a path is one document "
-                "across collections). Ask its owner for a grant (the file is then skipped, "
-                "or listed when its content differs) and run the command again."
-            ) from exc
         raise StorageError(
             f"The upgrade into {redact_url(target_url)} failed: {reason}. Documents copied "
             "before this are kept; run the command again once it is fixed."

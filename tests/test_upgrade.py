@@ -334,12 +334,17 @@ async def test_a_member_upgrades_into_a_collection_of_their_own(
     assert _rows(ann, _STATS) == [(1, 0)]  # she reads it (search statistics included)
     assert _rows(bob, "SELECT count(*)::int FROM documents") == [(0,)]  # he does not
     # Bob's copy of the same file goes to his own collection (a path is unique per
-    # collection since fdf206c), and neither reads the other's.
+    # collection), also when he may read Ann's: her copy is not his to skip.
+    as_ann = create_engine_for(team_url(ann))
+    team.grant(as_ann, "ann_notes", "archivist_upgrade_bob")
+    as_ann.dispose()
     report = _upgrade(solo, bob, collection="bob_notes")
-    assert (report.collection, report.documents) == ("bob_notes", 1)
+    assert (report.collection, report.documents, report.already_there) == ("bob_notes", 1, 0)
     assert sorted(_rows(target, in_collection)) == [("ann_notes", 1), ("bob_notes", 1)]
-    assert _rows(bob, "SELECT count(*)::int FROM documents") == [(1,)]
-    assert _rows(ann, "SELECT count(*)::int FROM documents") == [(1,)]
+    assert _rows(bob, "SELECT count(*)::int FROM documents") == [(2,)]  # his and hers
+    assert _rows(ann, "SELECT count(*)::int FROM documents") == [(1,)]  # hers only
+    again = _upgrade(solo, bob, collection="bob_notes")
+    assert (again.documents, again.already_there) == (0, 1)
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
