@@ -49,6 +49,8 @@ def test_team_set_up_grant_list_and_revoke_from_the_command_line(
     init = run(tmp_path / "admin", url, "admin", "init", "--member", alice, "--member", bob)
     assert init.returncode == 0, init.stderr
     assert "team database ready" in init.stdout
+    again = run(tmp_path / "admin", url, "admin", "init", "--member", alice)  # harmless
+    assert again.returncode == 0, again.stderr
 
     ingest = run(tmp_path / "a", url_a, "ingest", str(docs), "--collection", "ops", "--json")
     assert ingest.returncode == 0, ingest.stderr
