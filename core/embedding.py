@@ -21,6 +21,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -185,7 +187,7 @@ class Embedder:
         self._settings = settings
         self._model: Encoder | None = None
         self._lock = threading.Lock()
-        self._queries_waiting = 0  # queries go before the next slice of a bulk encode
+        self._foreground = 0  # questions being answered: a bulk encode waits between slices
         self._waiting_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self.model_id = settings.model
@@ -239,35 +241,58 @@ class Embedder:
         with self._lock:
             return model.encode(texts, batch_size)
 
-    def encode_query(self, text: str) -> FloatArray:
-        """One question's vector; it goes before the next slice of a running ``encode_bulk``."""
+    @contextmanager
+    def foreground(self) -> Iterator[None]:
+        """While held, a running ``encode_bulk`` pauses at its next slice boundary.
+
+        A question's own work (its vector, and the local model writing its
+        answer) goes here, so that the background embedding of a big ingestion
+        does not share the two cores with it: torch's and llama.cpp's threads
+        slow each other far more than either's share (on two busy cores the
+        local model decoded a few tokens a second instead of twenty or more).
+        """
         with self._waiting_lock:
-            self._queries_waiting += 1
+            self._foreground += 1
         try:
-            result: FloatArray = self.encode([text], batch_size=1)[0]
+            yield
         finally:
             with self._waiting_lock:
-                self._queries_waiting -= 1
+                self._foreground -= 1
+
+    @property
+    def paused(self) -> bool:
+        """Whether bulk encoding is waiting for foreground work to finish."""
+        return self._foreground > 0
+
+    def encode_query(self, text: str) -> FloatArray:
+        """One question's vector; it goes before the next slice of a running ``encode_bulk``."""
+        with self.foreground():
+            result: FloatArray = self.encode([text], batch_size=1)[0]
         return result
 
     def encode_bulk(self, texts: list[str], *, batch_size: int, slice_size: int = 16) -> FloatArray:
         """``encode`` in slices, letting a waiting question's encode run between them.
 
         A question asked while passages are embedded waits for one slice (about
-        a second on two busy cores), not for a whole batch.
+        a second on two busy cores), not for a whole batch, and the slices wait
+        while a question holds ``foreground``.
         """
         if len(texts) <= slice_size:
+            self._wait_for_foreground()
             return self.encode(texts, batch_size=batch_size)
         self.load()
         # Slices of similar lengths pad little; rows go back to the caller's order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), slice_size):
-            while self._queries_waiting:
-                time.sleep(0.002)
+            self._wait_for_foreground()
             rows = order[start : start + slice_size]
             out[rows] = self.encode([texts[i] for i in rows], batch_size=batch_size)
         return out
+
+    def _wait_for_foreground(self) -> None:
+        while self._foreground:
+            time.sleep(0.005)
 
     def close(self) -> None:
         self._model = None

@@ -95,3 +95,21 @@ def test_cli_health_json_shows_breaker_state(home: Path) -> None:
     primary = snap["components"]["provider:primary"]
     assert primary["state"] == "closed"
     assert {"consecutive_failures", "last_error", "seconds_until_half_open"} <= set(primary)
+
+
+async def test_background_embedding_waits_while_the_model_writes_the_answer(
+    home: Path, corpus: Path, primary: FakeLLM
+) -> None:
+    _config(home, primary.base_url)
+    primary.push(Succeed(("The lighthouse was built in 1874 ", "[1]", "."), delay_s=0.05))
+    async with Services(load_settings()) as services:
+        await services.ingest([corpus])
+        embedder = services._embedder  # what the vector fill encodes with
+        assert embedder is not None and not embedder.paused
+        seen: list[bool] = []
+        answer = await services.ask(
+            "When was the lighthouse built?", on_token=lambda _: seen.append(embedder.paused)
+        )
+        assert answer.provider == "primary" and "1874" in answer.text
+        assert seen and all(seen)  # paused for every token the model streamed
+        assert not embedder.paused  # and running again once the answer is in

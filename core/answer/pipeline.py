@@ -403,7 +403,10 @@ class AskPipeline:
             )
             return self._quotes_answer(base, quotes, notices)
 
-        answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
+        # The background embedding of an ingestion pauses while the model writes:
+        # the answer the user waits for gets the cores.
+        with self._retriever.foreground():
+            answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
         if not answer.text:
             return dataclasses.replace(answer, quotes=quotes)
         t1 = time.perf_counter()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import sqlalchemy as sa
 
@@ -61,6 +62,12 @@ class Retriever:
         self.reranker = reranker
         self.reranker_error: str | None = None
         self._common: frozenset[str] | None = None
+
+    @contextmanager
+    def foreground(self) -> Iterator[None]:
+        """Answering a question: background embedding waits (``Embedder.foreground``)."""
+        with self._embedder.foreground() if self._embedder is not None else nullcontext():
+            yield
 
     @property
     def embedding_model_id(self) -> str | None:
