@@ -97,7 +97,7 @@ def test_cli_health_json_shows_breaker_state(home: Path) -> None:
     assert {"consecutive_failures", "last_error", "seconds_until_half_open"} <= set(primary)
 
 
-async def test_background_embedding_waits_while_the_model_writes_the_answer(
+async def test_background_embedding_waits_while_a_question_is_answered(
     home: Path, corpus: Path, primary: FakeLLM
 ) -> None:
     _config(home, primary.base_url)
@@ -107,9 +107,14 @@ async def test_background_embedding_waits_while_the_model_writes_the_answer(
         embedder = services._embedder  # what the vector fill encodes with
         assert embedder is not None and not embedder.paused
         seen: list[bool] = []
+        at_quotes: list[bool] = []
         answer = await services.ask(
-            "When was the lighthouse built?", on_token=lambda _: seen.append(embedder.paused)
+            "When was the lighthouse built?",
+            on_token=lambda _: seen.append(embedder.paused),
+            on_quotes=lambda _: at_quotes.append(embedder.paused),
         )
         assert answer.provider == "primary" and "1874" in answer.text
-        assert seen and all(seen)  # paused for every token the model streamed
+        # Paused from the search (the quotes come right after it) through every
+        # token the model streamed.
+        assert at_quotes == [True] and seen and all(seen)
         assert not embedder.paused  # and running again once the answer is in

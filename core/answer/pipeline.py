@@ -212,7 +212,10 @@ class AskPipeline:
         """
         text = clean_question(question, self._settings.security.max_question_chars)
         t_start = time.perf_counter()
-        with request_context() as rid:
+        # The background embedding of an ingestion waits while a question is
+        # answered (its vector, the search, the model, the check): the answer the
+        # user waits for gets the cores (tests/bench/answer_during_fill.py).
+        with request_context() as rid, self._retriever.foreground():
             trace = AskTrace(rid, session, text)
             try:
                 return await self._ask(
@@ -403,10 +406,7 @@ class AskPipeline:
             )
             return self._quotes_answer(base, quotes, notices)
 
-        # The background embedding of an ingestion pauses while the model writes:
-        # the answer the user waits for gets the cores.
-        with self._retriever.foreground():
-            answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
+        answer = await self._generate(text, kept, trace, on_token, skip_providers, notices)
         if not answer.text:
             return dataclasses.replace(answer, quotes=quotes)
         t1 = time.perf_counter()
