@@ -61,6 +61,9 @@ class ServicesBridge(QObject):
     ingestStarted = Signal(int)
     ingestQueued = Signal(int)  # items waiting for the running ingestion (0: none any more)
     ingestProgress = Signal(object)  # core.types.IngestProgress
+    # core.ingest.fill.FillProgress of a vector fill no ingestion here reports: one
+    # resumed at start-up (an earlier ingestion was cut short); last one not running.
+    fillProgress = Signal(object)
     ingestFinished = Signal(object)  # core.types.IngestReport
     ingestFailed = Signal(str)
     quarantineUpdated = Signal(object)  # list[(path, reason, when)]
@@ -113,6 +116,7 @@ class ServicesBridge(QObject):
         self._started = False
         self._closing = False
         self.status_refreshes = 0  # how many refreshes ran (tests check they never overlap)
+        self._fill_shown = False  # a resumed fill's progress is on show
         # What the settings file holds now (the dialog edits this); ``settings`` stays
         # what the services run with, so "restart needed" is measured against it.
         self.saved_settings = settings
@@ -382,7 +386,19 @@ class ServicesBridge(QObject):
         self.status_refreshes += 1
         self.healthUpdated.emit(await self.services.health())
         self.breakersUpdated.emit(self.services.router.health())
+        self._report_resumed_fill()
         self.statsUpdated.emit(await self.services.stats())
+
+    def _report_resumed_fill(self) -> None:
+        """A fill that no ingestion of this window drives (resumed at start-up) is
+        reported with the status refreshes, and once more when it stops."""
+        if self.busy_ingesting:
+            return
+        progress = self.services.fill_progress()
+        running = progress is not None and progress.running
+        if progress is not None and (running or self._fill_shown):
+            self.fillProgress.emit(progress)
+        self._fill_shown = running
 
     # ------------------------------------------------------------------ conversations
 

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from app import statusview as sv
 from app.widgets import BarChart
+from core.ingest.fill import FillProgress
 from core.types import (
     BreakerSnapshot,
     BreakerTransition,
@@ -180,6 +181,21 @@ class LibraryPanel(QWidget):
                 f"{n} {k}" for k, n in report.summary().items() if n and k != "unchanged"
             )
             self.eta_label.setText(f"Watched folder {Path(folder).name}: {counts}.")
+
+    def on_fill(self, p: FillProgress) -> None:
+        """Vectors being filled in with no ingestion running (resumed at start-up)."""
+        if p.running:
+            self.progress.setFormat("%v of %m passages embedded")
+            self.progress.setRange(0, max(1, p.total))
+            self.progress.setValue(p.done)
+            self.eta_label.setText(sv.fill_text(p.done, p.total, _eta(p.eta_s)))
+            return
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("No ingestion running")
+        self.eta_label.setText(
+            "Search by meaning is complete." if p.pending == 0 else "Idle (embedding stopped)."
+        )
 
     def on_finished(self, report: IngestReport) -> None:
         self.cancel_button.setEnabled(False)

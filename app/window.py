@@ -85,6 +85,7 @@ from app.settings_file import SaveResult, form_from_settings
 from app.welcome import WelcomeBridge, WelcomeDialog
 from app.widgets import ChatView
 from core.conversations import Conversation, ConversationSummary, Turn
+from core.ingest.fill import FillProgress
 from core.types import (
     Answer,
     BreakerSnapshot,
@@ -443,6 +444,7 @@ class MainWindow(QMainWindow):
         b.ingestProgress.connect(self.library.on_progress)
         b.ingestProgress.connect(self._on_ingest_progress)
         b.ingestFinished.connect(self._on_ingest_finished)
+        b.fillProgress.connect(self._on_fill_progress)
         b.ingestFailed.connect(self._on_ingest_failed)
         b.watchReport.connect(self._on_watch_report)
         b.answerEvicted.connect(self._on_evicted)
@@ -790,6 +792,10 @@ class MainWindow(QMainWindow):
             return
         fraction = sv.ingest_fraction(p.files_done, p.files_total, p.bytes_done, p.bytes_total)
         self._show_progress(fraction)
+
+    def _on_fill_progress(self, p: FillProgress) -> None:
+        self.library.on_fill(p)
+        self._show_progress(p.done / p.total if p.running and p.total else None, "embedding")
 
     def _show_progress(self, fraction: float | None, phase: str = "ingesting") -> None:
         """Ingestion progress in the title and on the launcher icon (None: none runs)."""

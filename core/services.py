@@ -49,7 +49,7 @@ from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
 from core.errors import StorageError, UsageError
 from core.health import HealthParts, LoadState, health_snapshot, load_state, stats_snapshot
-from core.ingest.fill import partial_notice
+from core.ingest.fill import FillProgress, partial_notice
 from core.ingest.library import Library
 from core.providers.chain import build_router
 from core.providers.router import ProviderRouter
@@ -536,6 +536,11 @@ class Services:
             audit_stats=self._audit_stats,
             session_asks=self._asker.asks if self._asker is not None else 0,
         )
+
+    def fill_progress(self) -> FillProgress | None:
+        """The background vector fill's progress (None when embedding is off)."""
+        fill = self._library.fill if self._library is not None else None
+        return fill.progress if fill is not None else None
 
     def _fill_eta(self) -> float | None:
         fill = self._library.fill if self._library is not None else None

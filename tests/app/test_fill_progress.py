@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.ingest.fill import FillProgress
 from core.types import IngestProgress
 from tests.app.conftest import Gui
 
@@ -35,3 +36,51 @@ def test_the_library_panel_and_title_follow_the_fill_after_the_files(
     files = [s for s in seen if not s[0]]
     assert files and files[0][1] == "%v of %m files"
     assert window.windowTitle() == "Archivist"  # nothing runs any more
+
+
+def test_a_fill_resumed_at_start_up_shows_in_the_library_panel_and_title(
+    gui: Gui, tmp_path: Path
+) -> None:
+    # An earlier run stored these passages without vectors (embedding was off, or
+    # the app closed during the fill); this start embeds them in the background.
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(40):
+        text = "\n\n".join(
+            f"Note {i}.{j}: the pump in station {i} was serviced on day {j} by crew {i + j}."
+            for j in range(6)
+        )
+        (folder / f"note{i:02}.txt").write_text(text, encoding="utf-8")
+    first = gui.open()
+    gui.ingest(first, [str(folder)])
+    gui.close(first)
+
+    window = gui.open(INT8)
+    bridge = window.bridge
+    embedder = bridge.services._embedder
+    assert embedder is not None
+    seen: list[FillProgress] = []
+    bridge.fillProgress.connect(seen.append)
+
+    async def refresh() -> None:
+        task = bridge.refresh_status()
+        assert task is not None
+        await task
+
+    with embedder.foreground():  # the fill waits while the test looks
+        gui.run(refresh())
+        assert seen and seen[-1].running and seen[-1].done < seen[-1].total
+        assert window.library.progress.format() == "%v of %m passages embedded"
+        assert window.library.eta_label.text().startswith("Every file is searchable by its words.")
+        assert window.windowTitle().startswith("Archivist — embedding ")
+
+    services = bridge.services
+
+    async def finished() -> None:
+        await gui.until(lambda: not services.fill_progress().running, 120, "the fill")  # type: ignore[union-attr]
+        await refresh()
+
+    gui.run(finished(), 150)
+    assert not seen[-1].running and seen[-1].pending == 0
+    assert window.library.eta_label.text() == "Search by meaning is complete."
+    assert window.windowTitle() == "Archivist"
