@@ -62,7 +62,13 @@ from core.config import RetrievalSettings, redact_secrets, redact_url
 from core.db import store
 from core.db.engine import create_engine_for, upgrade_schema
 from core.db.pg_access import DEFAULT_COLLECTION, WRITE_SETTING, has_access_schema
-from core.db.pg_schema import create_search_schema, has_search_schema, vector_available
+from core.db.pg_schema import (
+    VECTOR_INDEX,
+    VECTOR_INDEX_DDL,
+    create_search_schema,
+    has_search_schema,
+    vector_available,
+)
 from core.db.schema import audit_events, chunks, documents, embeddings, kb_meta, quarantine
 from core.errors import StorageError, UsageError
 from core.retrieval.pg_search import PgSearchIndex
@@ -72,7 +78,7 @@ from core.types import Chunk, IndexDelta
 log = logging.getLogger(__name__)
 
 AUDIT_MARKER = "upgrade_audit:"  # + the source's id: the last audit event id copied
-_VECTOR_INDEX = "ix_search_chunks_embedding"  # core.db.pg_schema's HNSW index
+_VECTOR_INDEX = VECTOR_INDEX  # core.db.pg_schema's HNSW index
 _VECTOR_INDEX_MARKER = "upgrade_vector_index"  # its definition while a copy holds it back
 _SMALL_INDEX = 256 * 1024  # bytes: at most ~120 vectors in HNSW (about 2 kB each)
 
@@ -211,20 +217,20 @@ def _defer_vector_index(engine: sa.Engine) -> bool:
     on 4,000 passages under load: ~150 vectors/s with the index, ~1,000/s without
     it, plus 8 s to build it after). Only for an index of at most ``_SMALL_INDEX``
     bytes (a new team database: other people's searches lose nothing), and only
-    where this role may drop it (it owns the table). Its definition is kept in
-    ``kb_meta`` until it is built again, so a run killed meanwhile leaves the
-    next run (or ``_restore_vector_index``) what to build.
+    where this role may drop it (it owns the table). A marker in ``kb_meta`` says
+    it is held back until it is built again, so a run killed meanwhile leaves the
+    next run (or ``_restore_vector_index``) the job. The marker is only a flag:
+    every member may write ``kb_meta``, so the index is built from the schema's
+    own statement (``VECTOR_INDEX_DDL``), never from text stored there.
     """
     with engine.begin() as conn:
-        definition = conn.execute(
-            sa.text(
-                "SELECT pg_get_indexdef(i) FROM to_regclass(:name) AS i"
-                " WHERE pg_relation_size(i) <= :small"
-            ),
+        small = conn.execute(
+            sa.text("SELECT true FROM to_regclass(:name) AS i WHERE pg_relation_size(i) <= :small"),
             {"name": _VECTOR_INDEX, "small": _SMALL_INDEX},
         ).scalar()
-        if definition is None:
+        if small is None:
             return False
+        definition = "held back by archivist upgrade"
         try:
             with conn.begin_nested():
                 conn.execute(sa.text(f"DROP INDEX {_VECTOR_INDEX}"))
@@ -242,15 +248,14 @@ def _defer_vector_index(engine: sa.Engine) -> bool:
 def _restore_vector_index(engine: sa.Engine) -> bool:
     """Build the HNSW index a copy (this one, or one killed earlier) held back."""
     with engine.connect() as conn:
-        definition = conn.execute(
+        marker = conn.execute(
             sa.select(kb_meta.c.value).where(kb_meta.c.key == _VECTOR_INDEX_MARKER)
         ).scalar_one_or_none()
-    if definition is None:
+    if marker is None:
         return False
     t0 = time.perf_counter()
     with engine.begin() as conn:
-        if conn.execute(sa.text("SELECT to_regclass(:n)"), {"n": _VECTOR_INDEX}).scalar() is None:
-            conn.execute(sa.text(definition))
+        conn.execute(sa.text(VECTOR_INDEX_DDL))  # the marker's text is never run
         conn.execute(sa.delete(kb_meta).where(kb_meta.c.key == _VECTOR_INDEX_MARKER))
     log.info("vector index built", extra={"s": round(time.perf_counter() - t0, 2)})
     return True

@@ -215,10 +215,12 @@ async def test_an_interrupted_upgrade_resumes_and_a_merge_keeps_the_teams_versio
     engine = create_engine_for(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM search_chunks"))
+        # The marker's text is never run (any member may write kb_meta): a statement
+        # planted there must not execute when the index is built again.
         conn.execute(
             sa.text(
                 "INSERT INTO kb_meta VALUES ('upgrade_vector_index',"
-                " pg_get_indexdef('ix_search_chunks_embedding'::regclass))"
+                " 'CREATE TABLE planted_by_a_member (x int)')"
             )
         )
         conn.execute(sa.text("DROP INDEX ix_search_chunks_embedding"))
@@ -227,6 +229,7 @@ async def test_an_interrupted_upgrade_resumes_and_a_merge_keeps_the_teams_versio
     rest = _upgrade(solo, url)
     assert rest.documents == 4 and rest.already_there == 1
     assert _rows(url, _HNSW) == [(True, 0)]
+    assert _rows(url, "SELECT to_regclass('planted_by_a_member') IS NULL") == [(True,)]
     assert rest.indexed_leftovers == cut.chunks > 0
     assert rest.without_vectors == rest.chunks  # embedding was off in this home
     assert len(_rows(url, _CHUNK_SQL)) == n_chunks

@@ -33,6 +33,14 @@ DIM = 384  # all-MiniLM-L6-v2; another dimension needs a migration
 
 SEARCH_TABLES = ("search_terms", "search_term_stats", "search_chunks", "search_stats")
 
+VECTOR_INDEX = "ix_search_chunks_embedding"
+# The HNSW index as the schema creates it; ``core.upgrade`` builds it again from
+# here (never from text stored in the database) after a copy that held it back.
+VECTOR_INDEX_DDL = (
+    f"CREATE INDEX IF NOT EXISTS {VECTOR_INDEX} ON search_chunks "
+    "USING hnsw (embedding vector_ip_ops)"
+)
+
 _DDL = f"""
 CREATE EXTENSION IF NOT EXISTS vector;
 
@@ -44,8 +52,7 @@ CREATE TABLE search_chunks (
     model_key varchar(160)
 );
 CREATE INDEX ix_search_chunks_document_id ON search_chunks (document_id);
-CREATE INDEX ix_search_chunks_embedding ON search_chunks
-    USING hnsw (embedding vector_ip_ops);
+{VECTOR_INDEX_DDL};
 
 CREATE TABLE search_terms (
     term text NOT NULL,
