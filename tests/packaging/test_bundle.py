@@ -135,3 +135,11 @@ def test_appimage_reports_the_version(bundle: Path, clean_env: dict[str, str]) -
     env = {**clean_env, "APPIMAGE_EXTRACT_AND_RUN": "1"}
     result = run([images[-1], "--version"], env)
     assert result.stdout.split() == ["archivist", app_version()]
+
+
+def test_the_bundle_carries_the_portable_llm_runtime_only(bundle: Path) -> None:
+    # A llama-cpp-python built from source is compiled for the build machine's CPU:
+    # in a bundle for other machines it would die with "illegal instruction".
+    internal = bundle.parent / "_internal"
+    assert (internal / "xllamacpp").is_dir()
+    assert not (internal / "llama_cpp").exists()
