@@ -32,13 +32,13 @@ from PySide6.QtWidgets import (
 
 from app import statusview as sv
 from app.widgets import BarChart
-from core.ingest.fill import FillProgress
 from core.types import (
     BreakerSnapshot,
     BreakerTransition,
     ComponentHealth,
     FileOutcome,
     FileStatus,
+    FillProgress,
     HealthSnapshot,
     IngestProgress,
     IngestReport,

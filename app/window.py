@@ -85,11 +85,11 @@ from app.settings_file import SaveResult, form_from_settings
 from app.welcome import WelcomeBridge, WelcomeDialog
 from app.widgets import ChatView
 from core.conversations import Conversation, ConversationSummary, Turn
-from core.ingest.fill import FillProgress
 from core.types import (
     Answer,
     BreakerSnapshot,
     Citation,
+    FillProgress,
     HealthSnapshot,
     IngestProgress,
     IngestReport,

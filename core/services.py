@@ -49,7 +49,7 @@ from core.db.engine import create_engine_for, upgrade_schema
 from core.embedding import Embedder
 from core.errors import StorageError, UsageError
 from core.health import HealthParts, LoadState, health_snapshot, load_state, stats_snapshot
-from core.ingest.fill import FillProgress, partial_notice
+from core.ingest.fill import partial_notice
 from core.ingest.library import Library
 from core.providers.chain import build_router
 from core.providers.router import ProviderRouter
@@ -63,6 +63,7 @@ from core.security.sanitize import clean_question
 from core.types import (
     Answer,
     BreakerTransition,
+    FillProgress,
     FlaggedPassage,
     HealthSnapshot,
     IngestProgress,

@@ -120,6 +120,30 @@ class FileOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class FillProgress:
+    """Where a fill stands: passages given vectors so far, of how many."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    running: bool
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.total - self.done)
+
+    @property
+    def rate(self) -> float | None:
+        """Passages per second so far."""
+        return self.done / self.elapsed_s if self.done and self.elapsed_s > 0 else None
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate
+        return self.pending / rate if rate else None
+
+
+@dataclass(frozen=True, slots=True)
 class IngestProgress:
     """One progress event of an ingestion run (a plain value; the GUI adapts it)."""
 

@@ -33,35 +33,11 @@ from core.db.schema import chunks, embeddings
 from core.embedding import Embedder
 from core.errors import ModelError
 from core.retrieval.text import embedding_key, embedding_text
-from core.types import FloatArray
+from core.types import FillProgress, FloatArray
 
 log = logging.getLogger(__name__)
 
 OnVectors = Callable[[Sequence[int], FloatArray], None]
-
-
-@dataclass(frozen=True, slots=True)
-class FillProgress:
-    """Where a fill stands: passages given vectors so far, of how many."""
-
-    done: int
-    total: int
-    elapsed_s: float
-    running: bool
-
-    @property
-    def pending(self) -> int:
-        return max(0, self.total - self.done)
-
-    @property
-    def rate(self) -> float | None:
-        """Passages per second so far."""
-        return self.done / self.elapsed_s if self.done and self.elapsed_s > 0 else None
-
-    @property
-    def eta_s(self) -> float | None:
-        rate = self.rate
-        return self.pending / rate if rate else None
 
 
 def partial_notice(pending: int) -> str:

@@ -25,7 +25,7 @@ from core.config import IngestSettings
 from core.db import store
 from core.embedding import Embedder
 from core.errors import UsageError
-from core.ingest.fill import FillProgress, FillResult, VectorFill
+from core.ingest.fill import FillResult, VectorFill
 from core.ingest.parsers import SUPPORTED_EXTENSIONS
 from core.ingest.pipeline import Ingestor
 from core.logs import request_context
@@ -34,6 +34,7 @@ from core.security.injection import InjectionDetector
 from core.security.paths import path_problem
 from core.types import (
     Chunk,
+    FillProgress,
     FlaggedPassage,
     FloatArray,
     IndexDelta,

@@ -35,12 +35,13 @@ import sqlalchemy as sa
 
 from core.config import IngestSettings
 from core.db import store
-from core.ingest.fill import FillProgress, OnVectors, VectorFill
+from core.ingest.fill import OnVectors, VectorFill
 from core.ingest.worker import ParseResult, parse_and_chunk
 from core.types import (
     Chunk,
     FileOutcome,
     FileStatus,
+    FillProgress,
     IndexDelta,
     IngestProgress,
     IngestReport,

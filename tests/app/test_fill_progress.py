@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.ingest.fill import FillProgress
-from core.types import IngestProgress
+from core.types import FillProgress, IngestProgress
 from tests.app.conftest import Gui
 
 INT8 = '[ingest]\nembed = true\n[embedding]\nmodel = "all-MiniLM-L6-v2-int8"\n'
