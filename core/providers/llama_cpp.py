@@ -6,15 +6,17 @@ on first use, or by ``start()``, in the provider's own worker thread.
 
 Two llama.cpp runtimes can run it, behind one seam (``ChatModel``):
 
-* llama-cpp-python, built from source by pip (cmake + a C++ compiler): the
-  default, since it is built for this CPU (AVX-512/VNNI here);
-* xllamacpp, a prebuilt wheel (AVX2), for machines without a compiler. Measured
-  against the source build on the provider's prompt (tests/bench/llm_runtimes.py):
-  1.4-1.7x the time to the first token with the 0.5B model, 5-18 % slower decoding.
+* xllamacpp, a prebuilt wheel (AVX2, no dependencies): the default, since it
+  needs no compiler and, at the provider's two threads, answers as fast as a
+  build for this CPU (tests/bench/llm_runtimes.py, 2026-12-01, 0.5B, six
+  interleaved rounds at load average 2.5: median first token 4.6 s for both,
+  17.1 vs 17.2 tok/s; the 1.5B figures are in README);
+* llama-cpp-python, built from source by pip (cmake + a C++ compiler), for
+  those who build it on purpose (``ARCHIVIST_LLM_RUNTIME=source`` at set-up).
 
-``pick_runtime`` uses llama-cpp-python when it is importable, else xllamacpp, else
-none (the local model is unavailable); ``ARCHIVIST_LLM_RUNTIME=prebuilt`` puts
-xllamacpp first. Both get the same messages, chat template (the GGUF's own),
+``pick_runtime`` uses xllamacpp when it is importable, else llama-cpp-python,
+else none (the local model is unavailable); ``ARCHIVIST_LLM_RUNTIME=source`` puts
+llama-cpp-python first. Both get the same messages, chat template (the GGUF's own),
 sampling, stop rules (the model's end-of-generation tokens), context size and
 threads, and stream through the same callback; the runtime in use is named in
 health and "why this answer" (``LlamaCppProvider.backend``).
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 
 RUNTIME_MISSING = (
     "the local model runtime is not installed (packaging/install-local-model.sh, or "
-    "pip install 'archivist[local-llm]'; without a compiler: pip install xllamacpp)"
+    "pip install 'archivist[local-llm]')"
 )
 
 N_CTX = 4096
@@ -75,11 +77,11 @@ LOCAL_PREFERENCE = (models.QWEN_05B, models.QWEN_15B)
 LLAMA_CPP_PYTHON = "llama-cpp-python"
 XLLAMACPP = "xllamacpp"
 RUNTIME_MODULES = {LLAMA_CPP_PYTHON: "llama_cpp", XLLAMACPP: "xllamacpp"}
-# "prebuilt" (or "xllamacpp") puts xllamacpp first; "source" (or "llama-cpp-python")
-# and "auto" (the default) put llama-cpp-python first. The other one is still used
-# when the preferred one is not installed. packaging/install-local-model.sh reads it too.
+# "source" (or "llama-cpp-python") puts llama-cpp-python first; "prebuilt" (or
+# "xllamacpp") and "auto" (the default) put xllamacpp first. The other one is still
+# used when the preferred one is not installed. packaging/install-local-model.sh reads it too.
 RUNTIME_ENV = "ARCHIVIST_LLM_RUNTIME"
-_PREFER_PREBUILT = ("prebuilt", XLLAMACPP)
+_PREFER_SOURCE = ("source", LLAMA_CPP_PYTHON)
 
 
 def _importable(module: str) -> bool:
@@ -92,12 +94,12 @@ def _importable(module: str) -> bool:
 def pick_runtime(env: Mapping[str, str] | None = None) -> str | None:
     """The runtime the local provider uses (``LLAMA_CPP_PYTHON``/``XLLAMACPP``), or None.
 
-    Checked without importing either. llama-cpp-python first (it is built for
-    this CPU), unless ``ARCHIVIST_LLM_RUNTIME`` says ``prebuilt``.
+    Checked without importing either. xllamacpp first (the wheel set-up installs),
+    unless ``ARCHIVIST_LLM_RUNTIME`` says ``source``.
     """
     choice = (os.environ if env is None else env).get(RUNTIME_ENV, "auto").strip().lower()
-    order = [LLAMA_CPP_PYTHON, XLLAMACPP]
-    if choice in _PREFER_PREBUILT:
+    order = [XLLAMACPP, LLAMA_CPP_PYTHON]
+    if choice in _PREFER_SOURCE:
         order.reverse()
     for runtime in order:
         if _importable(RUNTIME_MODULES[runtime]):

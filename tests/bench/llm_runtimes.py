@@ -25,7 +25,8 @@ time of each piece is taken where it arrives in Python. xllamacpp's host-memory
 cache of earlier prompts is switched off (llama-cpp-python has none), so both
 reuse only the prefix shared with the previous prompt.
 
-xllamacpp is not a dependency: ``pip install xllamacpp==2026.10.11549`` to run this.
+llama-cpp-python is not installed by default: ``pip install -e '.[local-llm-source]'``
+(a few minutes of compiling) to run this.
 The figures of 2026-12-01 are in README's set-up section.
 """
 
@@ -294,8 +295,7 @@ def main() -> None:
     missing = [m for m in ("llama_cpp", "xllamacpp") if importlib.util.find_spec(m) is None]
     if missing:
         parser.error(
-            f"{', '.join(missing)} not installed: pip install -e '.[local-llm]' "
-            "xllamacpp==2026.10.11549"
+            f"{', '.join(missing)} not installed: pip install -e '.[local-llm,local-llm-source]'"
         )
     models_dir = args.models_dir or models._default_models_dir()
 

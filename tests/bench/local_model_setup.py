@@ -10,10 +10,10 @@ the new venv sees the project's other dependencies (torch, Qt, ...) through a
 ``.pth`` file naming a folder of links to this venv's packages, leaving out the
 runtimes, the model parts and Archivist itself, which the script installs.
 
-``--runtime prebuilt`` runs the script with a PATH that has no cmake and no C++
-compiler, so it takes the fallback a machine without a compiler takes;
-``--runtime source`` runs it with the normal PATH (a 5-10 minute compile on two
-cores: run it when the machine is quiet). The 1-minute load average before and
+``--runtime prebuilt`` (the default set-up) runs the script with a PATH that has
+no cmake and no C++ compiler, as on a machine without them; ``--runtime source``
+(``ARCHIVIST_LLM_RUNTIME=source``) runs it with the normal PATH (a 5-10 minute
+compile on two cores: run it when the machine is quiet). The 1-minute load average before and
 after is printed beside the time, since others may share the cores.
 """
 
@@ -73,7 +73,7 @@ def measure(runtime: str) -> dict[str, object]:
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "HF_HUB_OFFLINE": "1",
             "ARCHIVIST_HOME": str(work / "home"),
-            "ARCHIVIST_LLM_RUNTIME": "auto",
+            "ARCHIVIST_LLM_RUNTIME": runtime,
         }
         load_before = os.getloadavg()[0]
         start = time.perf_counter()

@@ -4,14 +4,15 @@ The first half drives the provider with ``SlowModel``, a small stand-in with
 real behaviour (it generates tokens in the worker thread at a set pace and
 records what it was asked), so the thread/queue/timeout machinery is tested
 in milliseconds. The second half (``slow``) loads the real Qwen2.5-Coder 0.5B
-GGUF, in process and behind llama-cpp-python's own OpenAI-compatible server.
+GGUF, in process on the installed runtime (the prebuilt one unless
+``ARCHIVIST_LLM_RUNTIME=source``) and behind llama.cpp's own OpenAI-compatible
+server in another process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from core.providers.llama_cpp import (
     LlamaCppPythonModel,
     build_local_messages,
     local_model_available,
+    pick_runtime,
 )
 from core.providers.openai import OpenAIProvider, build_messages
 from core.providers.router import Done, MidStreamFailure, ProviderRouter, RouterEvent, Token
@@ -372,14 +374,7 @@ def real_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         models.installed(models.QWEN_05B, tmp_path_factory.getbasetemp()),
         "the 0.5B part packages are not installed",
     )
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        if os.environ.get("ARCHIVIST_LLM_RUNTIME") in ("prebuilt", "xllamacpp"):
-            # The set-up installed the prebuilt runtime by choice (and removed this one);
-            # test_llama_cpp_xllamacpp.py runs the provider on it.
-            pytest.skip("llama-cpp-python not installed (ARCHIVIST_LLM_RUNTIME=prebuilt)")
-        _require(False, "llama-cpp-python is not installed")
+    _require(pick_runtime() is not None, "no llama.cpp runtime is installed")
     return models.resolve(models.QWEN_05B, tmp_path_factory.mktemp("models"))
 
 
@@ -466,47 +461,26 @@ def _free_port() -> int:
 
 @pytest.fixture
 def llama_server(real_gguf: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    try:
-        import fastapi  # noqa: F401
-        import sse_starlette  # noqa: F401
-        import starlette_context  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        _require(False, "llama-cpp-python's [server] extra is not installed")
     port = _free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(real_gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            "2",
-        ],
+        [sys.executable, "-m", "tests.support.llama_server", str(real_gguf), str(port)],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}")
+                pytest.fail(f"the llama.cpp server exited with {proc.returncode}")
             try:
                 if httpx.get(f"{url}/v1/models", timeout=1.0).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 120 s")
+                pytest.fail("the llama.cpp server did not start within 120 s")
             time.sleep(0.2)
         yield url, proc
     finally:

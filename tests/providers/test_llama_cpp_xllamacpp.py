@@ -60,16 +60,16 @@ REQUEST = GenerationRequest(
 @pytest.mark.parametrize(
     ("installed", "env", "expected"),
     [
-        ({"llama_cpp", "xllamacpp"}, {}, LLAMA_CPP_PYTHON),
+        ({"llama_cpp", "xllamacpp"}, {}, XLLAMACPP),
         ({"llama_cpp", "xllamacpp"}, {"ARCHIVIST_LLM_RUNTIME": "prebuilt"}, XLLAMACPP),
         ({"llama_cpp", "xllamacpp"}, {"ARCHIVIST_LLM_RUNTIME": "source"}, LLAMA_CPP_PYTHON),
-        ({"xllamacpp"}, {}, XLLAMACPP),
+        ({"llama_cpp"}, {}, LLAMA_CPP_PYTHON),
         ({"xllamacpp"}, {"ARCHIVIST_LLM_RUNTIME": "source"}, XLLAMACPP),
         ({"llama_cpp"}, {"ARCHIVIST_LLM_RUNTIME": "prebuilt"}, LLAMA_CPP_PYTHON),
         (set(), {}, None),
     ],
 )
-def test_the_source_build_runs_the_model_when_importable_else_the_prebuilt_wheel(
+def test_the_prebuilt_wheel_runs_the_model_unless_the_source_build_is_asked_for(
     installed: set[str],
     env: dict[str, str],
     expected: str | None,
