@@ -35,7 +35,7 @@ from core.db import store
 from core.db.pg_schema import DIM, has_search_schema
 from core.errors import StorageError
 from core.retrieval.fusion import convex_combination, leaders_first
-from core.retrieval.search import _PREFIXES, _WORDS, Hit, keyword_text
+from core.retrieval.search import _WORDS, Hit, keyword_text, lookup_terms
 from core.retrieval.text import Analyzer, embedding_key
 from core.types import FloatArray, IndexDelta, SearchFilters
 
@@ -364,23 +364,13 @@ class PgSearchIndex:
 
     def unknown_words(self, text: str) -> list[str]:
         """As ``SearchIndex.unknown_words``, with one query for every word's forms."""
-        words: list[tuple[str, list[str]]] = []
+        words: list[tuple[str, set[str]]] = []
         for word in _WORDS.findall(text):
             if len(word) < 3 and word.isalpha():
                 continue
-            low = word.lower()
-            forms = [low] + [
-                low[len(p) :] for p in _PREFIXES if low.startswith(p) and len(low) - len(p) >= 4
-            ]
-            firsts: list[str] = []
-            for form in forms:
-                toks = self.analyzer.tokens(form)
-                if not toks:  # a stop word: nothing to look up, never "unknown"
-                    firsts = []
-                    break
-                firsts.append(toks[0])
-            else:
-                words.append((word, firsts))
+            terms = lookup_terms(self.analyzer, word)
+            if terms:
+                words.append((word, terms))
         wanted = sorted({t for _, firsts in words for t in firsts})
         known: set[str] = set()
         if wanted:

@@ -45,6 +45,28 @@ _WORDS = re.compile(r"[^\W_][\w.\-]*[^\W_]|[^\W_]", re.UNICODE)
 _PREFIXES = ("re", "un", "pre", "non", "dis", "mis", "over", "under", "de", "co", "sub", "multi")
 
 
+def lookup_terms(analyzer: Analyzer, word: str) -> set[str]:
+    """The index terms under which a document would hold ``word``; empty for a stop word.
+
+    The word as written first: a name written in camel case or with underscores is
+    indexed whole, lowercased and unstemmed ("InRelease" -> "inrelease", beside its
+    parts), and the lowercased word is looked up that way too, for a question that
+    writes the name in lower case. Then the forms without a common English prefix.
+    """
+    low = word.lower()
+    terms: set[str] = set()
+    forms = [word] + [
+        low[len(p) :] for p in _PREFIXES if low.startswith(p) and len(low) - len(p) >= 4
+    ]
+    for form in forms:
+        tokens = analyzer.tokens(form)
+        if not tokens:  # a stop word: nothing to look up, never "unknown"
+            return set()
+        terms.add(tokens[0])
+    terms.add(low)
+    return terms
+
+
 def keyword_text(text: str, heading_path: tuple[str, ...]) -> str:
     """What BM25 indexes for a chunk: its section's headings, then its text.
 
@@ -263,17 +285,10 @@ class SearchIndex:
         for word in _WORDS.findall(text):
             if len(word) < 3 and word.isalpha():
                 continue
-            low = word.lower()
-            forms = [low] + [
-                low[len(p) :] for p in _PREFIXES if low.startswith(p) and len(low) - len(p) >= 4
-            ]
-            if not any(self._indexed(form) for form in forms):
+            terms = lookup_terms(self.analyzer, word)
+            if terms and not any(self._bm25.document_frequency(t) > 0 for t in terms):
                 unknown.append(word)
         return unknown
-
-    def _indexed(self, word: str) -> bool:
-        tokens = self.analyzer.tokens(word)
-        return not tokens or self._bm25.document_frequency(tokens[0]) > 0
 
     def _diversify(self, ranked: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
         """At most ``max_per_document`` chunks of one document in the top ``k``.

@@ -280,6 +280,15 @@ def test_unknown_words_are_those_no_chunk_contains(kb: Kb) -> None:
     assert unknown == ["Zephyr-9", "KX3"]
 
 
+@pytest.mark.parametrize("written", ["BuoyLink", "buoylink", "BUOYLINK", "buoy_link"])
+def test_a_name_the_documents_write_in_camel_case_is_known_however_asked(
+    kb: Kb, written: str
+) -> None:
+    kb.add("/kb/radio.txt", ["The BuoyLink file lists every buoy_link channel."])
+    assert kb.index.unknown_words(f"What does {written} list?") == []
+    assert kb.index.unknown_words("What does BuoyLinks list?") == ["BuoyLinks"]
+
+
 def test_a_restarted_instance_finds_what_was_indexed(kb: Kb) -> None:
     ids = kb.add("/kb/handbook.txt", HANDBOOK, seeds=[1, 2, 3])
     before = kb.index.search("wiper turbidity", unit(3), k=3)
