@@ -317,6 +317,8 @@ _TOKEN = re.compile(
     """.replace("MONTH", _MONTH_RE),
     re.VERBOSE,
 )
+# A hyphenated compound in prose: "aa-unconfined", "ssh-keygen", "built-in".
+_HYPHENATED = re.compile(r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+(?![\w-])")
 _CONTRACTIONS = (
     *NEGATIONS,
     (re.compile(r"\bno\s+(?:longer|more)\b", re.I), "not"),
@@ -580,6 +582,11 @@ def _analyze(text: str, drop: frozenset[str]) -> Terms:
         b.consumed(before)
     if pending is not None:
         b.add(pending[0], hard=True)
+    if "-" in text:
+        # Prose splits "aa-unconfined" into its words, while the same name in a code
+        # span ("`aa-unconfined`") is one identifier: a span that writes it in prose
+        # still offers it whole.
+        match.update(h.group().lower() for h in _HYPHENATED.finditer(text))
     return b.terms()
 
 

@@ -103,6 +103,22 @@ def test_analyzer_reads_numbers_dates_times_and_identifiers_in_one_form() -> Non
     assert {"lru", "cach", "server"} <= ident.pos  # their words still count as words
 
 
+def test_a_name_in_a_code_span_is_supported_by_prose_that_hyphenates_it() -> None:
+    passages = make_passages(
+        "Run ssh-keygen to create a key pair; the public half goes to the server.",
+        "Keys can also be created with a graphical tool.",
+    )
+    checked = check_answer(
+        "Which command creates an SSH key pair?", "Use `ssh-keygen` to create it [2].", passages
+    )
+    assert checked.supported_share == 1.0
+    assert quotes_of(checked, [1]) and "ssh-keygen" in quotes_of(checked, [1])[0]
+    assert_consistent(checked)
+    # A name it does not hold is still not found.
+    wrong = check_answer("Which command?", "Use `ssh-keymaker` to create it [1].", passages)
+    assert wrong.supported_share == 0.0
+
+
 def test_negation_scope_covers_the_words_after_the_cue_up_to_punctuation() -> None:
     t = analyze("Backups are not encrypted by default, but logs are kept.")
     assert t.neg == {"encrypt"}  # the next content term: "by default" stays plain
