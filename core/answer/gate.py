@@ -118,6 +118,37 @@ def missing_constraints(question: str, passages: Sequence[ScoredChunk]) -> tuple
     return tuple(sorted(t for t in wanted if not _offered(t, offered)))
 
 
+def invented_names(answer: str, passages: Sequence[ScoredChunk]) -> tuple[str, ...]:
+    """Names in a model's answer that no passage offers: identifiers, options,
+    dotted and underscored names, file names (not numbers, dates or times).
+
+    Asked only of an answer the evidence check did not support. A small model that
+    does not find the answer in the passages answers from what it learnt elsewhere,
+    and then names things (an option, a function, a setting) the documents never
+    mention: the documents do not hold that answer, and the passages' sentences on
+    the same topic would not answer it either.
+    """
+    named = {h for h in analyze(answer).hard if _is_constraint(h) and _is_name(h)}
+    if not named:
+        return ()
+    offered: set[str] = set()
+    for p in passages:
+        offered |= analyze(p.chunk.text).match
+    return tuple(sorted(t for t in named if not _offered(t, offered)))
+
+
+def _is_name(term: str) -> bool:
+    """A hard term with letters that is more than a word: ``--rebuild``, ``cache_dir``,
+    ``os.path``, ``x86_64``. Not a number, a time, a quantity ("47 minutes"), nor a
+    plain word (a weekday, a month, a word in a code span: often a placeholder)."""
+    return (
+        any(c.isalpha() for c in term)
+        and not term.isalpha()
+        and " " not in term
+        and ":" not in term
+    )
+
+
 def features(
     question: str,
     evidence: QuoteEvidence,

@@ -62,7 +62,7 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 7
+CHECK_VERSION = 8
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]
@@ -460,6 +460,21 @@ class AskPipeline:
             )
         # The model's answer is not in the passages: the quotes stay the answer.
         trace.detail["unsupported_answer"] = True
+        invented = await asyncio.to_thread(gate.invented_names, answer.text, kept)
+        if invented:
+            # ... unless it names what no passage mentions (an option, a function):
+            # answered from elsewhere, about something the documents lack. The quotes
+            # are on the topic, not the answer: they are shown as the closest passages.
+            trace.detail["invented_names"] = list(invented)
+            notices.append(
+                f"The model's answer names {', '.join(invented)}, which no passage mentions."
+            )
+            return dataclasses.replace(
+                self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
+                degraded=answer.degraded,
+                interrupted_by=answer.interrupted_by,
+                timings_ms=timings,
+            )
         if not quotes and checked.claims == 0:
             # It claimed nothing ("The council signed off for the trial."): no answer,
             # as when it says it found none, so the closest sentences are shown the

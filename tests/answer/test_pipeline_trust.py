@@ -227,3 +227,48 @@ async def test_an_answer_claiming_what_no_passage_says_still_abstains_without_qu
         answer = await services.ask(question, use_cache=False)
     assert answer.abstained
     assert "21:45" not in answer.text
+
+
+def _tool_manual(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tool.md").write_text(
+        "# The indexing tool\n\n"
+        "Set cache_dir in config.toml to move the index cache. "
+        "Run the indexing tool with --rebuild after changing cache_dir.\n\n"
+        "The indexing tool logs to the console by default.\n"
+    )
+    return docs
+
+
+async def test_an_unsupported_answer_naming_what_no_passage_mentions_abstains(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # The passages are on the topic (the indexing tool's options) without the answer;
+    # the model answers from elsewhere with an option no document has.
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([_tool_manual(tmp_path)])
+        llm.push(Succeed(("Run the indexing tool with --parallel-jobs to index faster [1].",)))
+        answer = await services.ask("Which option of the indexing tool makes it index faster?")
+    assert llm.chat_requests
+    assert answer.abstained
+    assert answer.text.startswith("The documents do not contain")
+    assert answer.citations == ()
+    assert answer.notice and "--parallel-jobs" in answer.notice
+    assert answer.quotes, "the closest passages are still shown"
+    assert all("--parallel-jobs" not in c.quote for c in answer.quotes)
+
+
+async def test_an_unsupported_answer_whose_names_the_passages_hold_keeps_the_quotes(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # Wrong, but about what the documents do hold: their own sentences answer instead.
+    _config(home, llm.base_url)
+    async with Services(load_settings()) as services:
+        await services.ingest([_tool_manual(tmp_path)])
+        llm.push(Succeed(("Delete cache_dir and reinstall the indexing tool every week [1].",)))
+        answer = await services.ask("What should I run after changing cache_dir?")
+    assert not answer.abstained
+    assert answer.notice and "could not be found in your documents" in answer.notice
+    assert any("--rebuild" in c.quote for c in answer.citations)
