@@ -83,6 +83,8 @@ class GateDecision:
 
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
 _SEPARATORS = re.compile(r"[._]+")
+# A fenced code block (to its end, or to the end of a cut-off answer) or a console line.
+_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|^[ \t]*(?:>>>|\$) .*$", re.DOTALL | re.MULTILINE)
 
 
 def _is_constraint(term: str) -> bool:
@@ -128,7 +130,10 @@ def invented_names(answer: str, passages: Sequence[ScoredChunk]) -> tuple[str, .
     mention: the documents do not hold that answer, and the passages' sentences on
     the same topic would not answer it either.
     """
-    named = {h for h in analyze(answer).hard if _is_constraint(h) and _is_name(h)}
+    # Only what the answer says in prose: an example's code block is full of names
+    # the model makes up on purpose (variables, file names).
+    prose = _CODE_BLOCK.sub(" ", answer)
+    named = {h for h in analyze(prose).hard if _is_constraint(h) and _is_name(h)}
     if not named:
         return ()
     offered: set[str] = set()
