@@ -116,7 +116,11 @@ def _offered(term: str, offered: set[str]) -> bool:
 
 def missing_constraints(question: str, passages: Sequence[ScoredChunk]) -> tuple[str, ...]:
     """The question's numbers, dates and identifiers that no passage offers."""
-    wanted = {h for h in analyze(question).hard if _is_constraint(h)}
+    return _not_offered({h for h in analyze(question).hard if _is_constraint(h)}, passages)
+
+
+def _not_offered(wanted: set[str], passages: Sequence[ScoredChunk]) -> tuple[str, ...]:
+    """The terms of ``wanted`` that no passage offers, sorted."""
     if not wanted:
         return ()
     offered: set[str] = set()
@@ -139,12 +143,7 @@ def invented_names(answer: str, passages: Sequence[ScoredChunk]) -> tuple[str, .
     # the model makes up on purpose (variables, file names).
     prose = _CODE_BLOCK.sub(" ", answer)
     named = {h for h in analyze(prose).hard if _is_constraint(h) and _is_name(h)}
-    if not named:
-        return ()
-    offered: set[str] = set()
-    for p in passages:
-        offered |= analyze(p.chunk.text).match
-    return tuple(sorted(t for t in named if not _offered(t, offered)))
+    return _not_offered(named, passages)
 
 
 def _is_name(term: str) -> bool:
