@@ -61,7 +61,7 @@ class ServicesBridge(QObject):
     ingestStarted = Signal(int)
     ingestQueued = Signal(int)  # items waiting for the running ingestion (0: none any more)
     ingestProgress = Signal(object)  # core.types.IngestProgress
-    # core.ingest.fill.FillProgress of a vector fill no ingestion here reports: one
+    # core.types.FillProgress of a vector fill no ingestion here reports: one
     # resumed at start-up (an earlier ingestion was cut short); last one not running.
     fillProgress = Signal(object)
     ingestFinished = Signal(object)  # core.types.IngestReport

@@ -544,8 +544,8 @@ class Services:
         return fill.progress if fill is not None else None
 
     def _fill_eta(self) -> float | None:
-        fill = self._library.fill if self._library is not None else None
-        return fill.progress.eta_s if fill is not None and fill.running else None
+        progress = self.fill_progress()
+        return progress.eta_s if progress is not None and progress.running else None
 
     async def health(self) -> HealthSnapshot:
         """Every component's state, typed (``core.health``)."""

@@ -78,8 +78,7 @@ from core.types import Chunk, IndexDelta
 log = logging.getLogger(__name__)
 
 AUDIT_MARKER = "upgrade_audit:"  # + the source's id: the last audit event id copied
-_VECTOR_INDEX = VECTOR_INDEX  # core.db.pg_schema's HNSW index
-_VECTOR_INDEX_MARKER = "upgrade_vector_index"  # its definition while a copy holds it back
+_VECTOR_INDEX_MARKER = "upgrade_vector_index"  # a flag while a copy holds the index back
 _SMALL_INDEX = 256 * 1024  # bytes: at most ~120 vectors in HNSW (about 2 kB each)
 
 
@@ -226,14 +225,14 @@ def _defer_vector_index(engine: sa.Engine) -> bool:
     with engine.begin() as conn:
         small = conn.execute(
             sa.text("SELECT true FROM to_regclass(:name) AS i WHERE pg_relation_size(i) <= :small"),
-            {"name": _VECTOR_INDEX, "small": _SMALL_INDEX},
+            {"name": VECTOR_INDEX, "small": _SMALL_INDEX},
         ).scalar()
         if small is None:
             return False
         definition = "held back by archivist upgrade"
         try:
             with conn.begin_nested():
-                conn.execute(sa.text(f"DROP INDEX {_VECTOR_INDEX}"))
+                conn.execute(sa.text(f"DROP INDEX {VECTOR_INDEX}"))
         except sa.exc.ProgrammingError:  # not the owner: vectors go into the index one by one
             return False
         conn.execute(

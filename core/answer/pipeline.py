@@ -437,12 +437,7 @@ class AskPipeline:
                 quotes = await self._closest_sentences(text, kept, timings)
             if not quotes:
                 trace.outcome = "not_found" if trace.outcome == "ok" else trace.outcome
-                return dataclasses.replace(
-                    self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
-                    degraded=answer.degraded,
-                    interrupted_by=answer.interrupted_by,
-                    timings_ms=timings,
-                )
+                return self._model_abstention(text, kept, quotes, trace, notices, answer)
             if trace.outcome == "not_found":
                 trace.outcome = "ok"
             notices.append(MODEL_NOT_FOUND_NOTICE)
@@ -469,12 +464,7 @@ class AskPipeline:
             notices.append(
                 f"The model's answer names {', '.join(invented)}, which no passage mentions."
             )
-            return dataclasses.replace(
-                self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
-                degraded=answer.degraded,
-                interrupted_by=answer.interrupted_by,
-                timings_ms=timings,
-            )
+            return self._model_abstention(text, kept, quotes, trace, notices, answer)
         if not quotes and checked.claims == 0:
             # It claimed nothing ("The council signed off for the trial."): no answer,
             # as when it says it found none, so the closest sentences are shown the
@@ -488,6 +478,22 @@ class AskPipeline:
             return self._abstention(text, kept, quotes, trace, notices, provider=answer.provider)
         notices.append(UNSUPPORTED_NOTICE)
         return self._quotes_answer(answer, quotes, notices)
+
+    def _model_abstention(
+        self,
+        text: str,
+        kept: Sequence[ScoredChunk],
+        quotes: tuple[Citation, ...],
+        trace: AskTrace,
+        notices: list[str],
+        answer: Answer,
+    ) -> Answer:
+        """An abstention after the model ran: it keeps how that call went."""
+        return dataclasses.replace(
+            self._abstention(text, kept, quotes, trace, notices, provider=answer.provider),
+            degraded=answer.degraded,
+            interrupted_by=answer.interrupted_by,
+        )
 
     @staticmethod
     def _quotes_answer(answer: Answer, quotes: tuple[Citation, ...], notices: list[str]) -> Answer:

@@ -371,7 +371,7 @@ class PgSearchIndex:
             terms = lookup_terms(self.analyzer, word)
             if terms:
                 words.append((word, terms))
-        wanted = sorted({t for _, firsts in words for t in firsts})
+        wanted = sorted({t for _, terms in words for t in terms})
         known: set[str] = set()
         if wanted:
             with self.engine.connect() as conn:
@@ -383,7 +383,7 @@ class PgSearchIndex:
                         {"t": wanted},
                     ).scalars()
                 )
-        return [word for word, firsts in words if not any(t in known for t in firsts)]
+        return [word for word, terms in words if not any(t in known for t in terms)]
 
     def _keyword_cte(self, text: str, params: dict[str, Any], filt: str) -> str:
         params["q_terms"] = self.analyzer.tokens(text)
