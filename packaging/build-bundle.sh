@@ -10,16 +10,16 @@
 #                                                metainfo, the bundle in usr/lib/archivist
 #   build/appimage/Archivist.squashfs            the AppDir as a SquashFS image
 #   dist/Archivist-<version>-x86_64.AppImage     the AppImage: an AppImage type-2 runtime
-#                                                followed by the SquashFS image, made only
-#                                                when a runtime is at hand (below)
+#                                                followed by the SquashFS image
 #
-# The AppImage runtime (the small ELF program at the front of every AppImage that
-# mounts or extracts the image behind it) is in no package reachable from here
-# (PyPI, Debian 12, npm). Give one and the AppImage is assembled:
-#   APPIMAGE_RUNTIME=/path/to/runtime-x86_64     a type-2 runtime file, or
+# The runtime (the small ELF program at the front of every AppImage that extracts
+# and runs the image behind it) is in no package reachable from here (PyPI,
+# Debian 12, npm), so it is our own: packaging/appimage/runtime.c, compiled by
+# packaging/appimage/build-runtime.sh into build/appimage/runtime-x86_64 (needs gcc,
+# libc6-dev, libzstd-dev). It is built first, so a missing compiler fails the build
+# at once, not after the bundle. Overrides:
+#   APPIMAGE_RUNTIME=/path/to/runtime-x86_64     another type-2 runtime file, or
 #   appimagetool on the PATH                     builds the AppImage from the AppDir.
-# Without either, the AppDir and the image are left ready and the script says so.
-# ARCHIVIST_REQUIRE_APPIMAGE=1 turns that into a failure.
 #
 # Rebuilds from scratch each time (the same inputs give the same bundle); the
 # Makefile skips the call when nothing the bundle is made from has changed.
@@ -32,6 +32,14 @@ IMAGE=build/appimage/Archivist.squashfs
 APP_ID=io.archivist.Archivist
 
 started=$(date +%s)
+RUNTIME="${APPIMAGE_RUNTIME:-}"
+if [ -z "$RUNTIME" ] && ! command -v appimagetool >/dev/null 2>&1; then
+  rm -rf build/appimage
+  RUNTIME=build/appimage/runtime-x86_64
+  packaging/appimage/build-runtime.sh "$RUNTIME" \
+    || { echo "appimage: cannot build the AppImage runtime (above); nothing was packaged" >&2; exit 1; }
+fi
+
 # --clean: no stale analysis from another venv; the work folder stays under build/
 "$BIN/pyinstaller" --noconfirm --clean --log-level WARN \
   --distpath dist --workpath build/pyinstaller packaging/archivist.spec
@@ -48,7 +56,7 @@ echo "bundle: dist/archivist ($(du -sh dist/archivist | cut -f1)), archivist $ve
   "built in $(( $(date +%s) - started )) s" >&2
 
 # ---------------------------------------------------------------- AppDir
-rm -rf build/appimage
+rm -rf "$APPDIR" "$IMAGE"
 mkdir -p "$APPDIR/usr/lib" "$APPDIR/usr/share/metainfo" "$APPDIR/usr/share/applications"
 cp -al dist/archivist "$APPDIR/usr/lib/archivist"  # hard links: no second GB on disk
 cat > "$APPDIR/AppRun" <<'EOF'
@@ -73,20 +81,10 @@ echo "appimage: $APPDIR and $IMAGE ($(du -sh "$IMAGE" | cut -f1))" >&2
 # ---------------------------------------------------------------- AppImage
 appimage="dist/Archivist-$version-x86_64.AppImage"
 rm -f dist/Archivist-*-x86_64.AppImage
-if [ -n "${APPIMAGE_RUNTIME:-}" ]; then
-  cat "$APPIMAGE_RUNTIME" "$IMAGE" > "$appimage"
+if [ -n "$RUNTIME" ]; then
+  cat "$RUNTIME" "$IMAGE" > "$appimage"
   chmod +x "$appimage"
-elif command -v appimagetool >/dev/null 2>&1; then
+else
   ARCH=x86_64 appimagetool --no-appstream "$APPDIR" "$appimage" >&2
 fi
-if [ -f "$appimage" ]; then
-  echo "appimage: $appimage ($(du -sh "$appimage" | cut -f1))" >&2
-else
-  msg="no AppImage runtime (APPIMAGE_RUNTIME=FILE or appimagetool on the PATH);"
-  msg+=" $APPDIR and $IMAGE are ready for one"
-  if [ "${ARCHIVIST_REQUIRE_APPIMAGE:-0}" = "1" ]; then
-    echo "appimage: $msg" >&2
-    exit 1
-  fi
-  echo "appimage: skipped: $msg" >&2
-fi
+echo "appimage: $appimage ($(du -sh "$appimage" | cut -f1))" >&2

@@ -23,8 +23,9 @@ test_pkgs+=(desktop-file-utils appstream)
 # a private session bus and dbus-monitor: the launcher-progress test (tests/app/test_desktop_window.py)
 test_pkgs+=(dbus-daemon dbus-bin)
 # `make package` (also run by `make test`): mksquashfs packs the AppImage's image, strip
-# trims torch's libraries (packaging/build-bundle.sh)
-package_pkgs=(squashfs-tools binutils)
+# trims torch's libraries (packaging/build-bundle.sh); gcc, libc6-dev and libzstd-dev
+# (its static libzstd.a) build our AppImage runtime (packaging/appimage/build-runtime.sh)
+package_pkgs=(squashfs-tools binutils gcc libc6-dev libzstd-dev)
 test_pkgs+=("${package_pkgs[@]}")
 
 want=("${run_pkgs[@]}")
