@@ -10,7 +10,7 @@
 # padding), which marks the file as a type-2 AppImage runtime.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${1:-$here/../../build/appimage/runtime-x86_64}"
+out="${1:-$(dirname "$(dirname "$here")")/build/appimage/runtime-x86_64}"
 CC="${CC:-cc}"
 
 fail() { echo "build-runtime: $*" >&2; exit 1; }

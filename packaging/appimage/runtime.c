@@ -22,21 +22,21 @@
  * image with) is missing in containers, in CI and on many desktops, and a runtime
  * that mounts needs libfuse linked in. The image is extracted once into
  *   ${XDG_CACHE_HOME:-$HOME/.cache}/appimage-extract-and-run/<key>
- * where <key> is a 64-bit FNV-1a hash of the superblock, the image's size and offset
- * and all its metadata (inode, directory, fragment and id tables: every file's name,
- * size, mode, mtime and compressed block sizes: 310 KB for a 191 MB image of 15,000
- * files, hashed in a few milliseconds), so a second run of the same image starts at once and a rebuilt image
- * gets a new folder. Not every data byte is hashed (that would read the whole image
- * at each start): a rebuild that changes a file's bytes but none of that metadata
- * (same size, same mtime, same compressed sizes, the superblock's time fixed too, as
- * with SOURCE_DATE_EPOCH) would reuse the old folder. Extraction goes into a temporary
- * folder beside it that is renamed into place only when complete: a killed
- * extraction never leaves a half folder that a later run would use (its leftover is
- * removed by the next extraction of the same image). Then AppRun is exec'd with the
- * user's arguments (its exit status is the AppImage's) and with APPIMAGE (the
- * image's absolute path), APPDIR (the extracted folder), ARGV0 (argv[0] as called)
- * and OWD (the caller's working directory) in the environment. TARGET_APPIMAGE=FILE
- * makes the runtime read FILE instead of itself.
+ * where <key> is a 64-bit FNV-1a hash of the runtime's version, the superblock, the
+ * image's size and offset and all its metadata (inode, directory, fragment and id
+ * tables: every file's name, size, mode, mtime and compressed block sizes; 310 KB for
+ * a 191 MB image of 15,000 files, hashed in a few milliseconds), so a second run of
+ * the same image starts at once and a rebuilt image gets a new folder. Not every data
+ * byte is hashed (that would read the whole image at each start): a rebuild that
+ * changes a file's bytes but none of that metadata (same size, same mtime, same
+ * compressed sizes, the superblock's time fixed too, as with SOURCE_DATE_EPOCH) would
+ * reuse the old folder. Extraction goes into a temporary folder beside it that is
+ * renamed into place only when complete: a killed extraction never leaves a half
+ * folder that a later run would use (its leftover is removed by the next extraction of
+ * the same image). Then AppRun is exec'd with the user's arguments (its exit status is
+ * the AppImage's) and with APPIMAGE (the image's absolute path), APPDIR (the extracted
+ * folder), ARGV0 (argv[0] as called) and OWD (the caller's working directory) in the
+ * environment. TARGET_APPIMAGE=FILE makes the runtime read FILE instead of itself.
  *
  * The SquashFS reader is our own, a minimal reader of SquashFS 4.0 as mksquashfs
  * writes it: superblock, metadata blocks, inode and directory tables, fragment table,
@@ -762,7 +762,8 @@ static char *cache_root(void)
     return xasprintf("%s/.cache/" CACHE_SUBDIR, home);
 }
 
-/* FNV-1a over the superblock, size, offset and all metadata from the inode table on. */
+/* FNV-1a over the runtime's version, the superblock, size, offset and all metadata from
+ * the inode table on. */
 static uint64_t image_key(struct image *img)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -772,6 +773,7 @@ static uint64_t image_key(struct image *img)
         for (size_t i_ = 0; i_ < (len); i_++)           \
             h = (h ^ p_[i_]) * 0x100000001b3ull;        \
     } while (0)
+    MIX(RUNTIME_VERSION, sizeof RUNTIME_VERSION); /* a new runtime may extract differently */
     MIX(img->super, sizeof img->super);
     MIX(&img->size, sizeof img->size);
     MIX(&img->offset, sizeof img->offset);
