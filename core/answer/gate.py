@@ -32,7 +32,7 @@ Thresholds are module constants, each with the data it was chosen on.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from core.evidence.support import QuoteEvidence
@@ -106,7 +106,7 @@ def _is_constraint(term: str) -> bool:
     return not (term.startswith("-") and len(term.lstrip("-")) < 2)
 
 
-def _offered(term: str, offered: set[str]) -> bool:
+def _offered(term: str, offered: Set[str]) -> bool:
     """``term`` is in the passages as written, or as all its dotted/underscored parts."""
     if term in offered:
         return True
@@ -127,6 +127,24 @@ def _not_offered(wanted: set[str], passages: Sequence[ScoredChunk]) -> tuple[str
     for p in passages:
         offered |= analyze(p.chunk.text).match
     return tuple(sorted(t for t in wanted if not _offered(t, offered)))
+
+
+def naming_passages(
+    terms: Sequence[str], candidates: Sequence[ScoredChunk], limit: int
+) -> list[ScoredChunk]:
+    """Up to ``limit`` of ``candidates``, in their order, each the first that offers
+    one of ``terms`` (a passage offering several counts once)."""
+    found: list[ScoredChunk] = []
+    wanted = list(terms)
+    for sc in candidates:
+        if not wanted or len(found) >= limit:
+            break
+        offered = analyze(sc.chunk.text).match
+        named = [t for t in wanted if _offered(t, offered)]
+        if named:
+            found.append(sc)
+            wanted = [t for t in wanted if t not in named]
+    return found
 
 
 def invented_names(answer: str, passages: Sequence[ScoredChunk]) -> tuple[str, ...]:
@@ -198,20 +216,36 @@ def after(supported_share: float) -> bool:
 
 
 def off_topic(
-    citations: Sequence[Citation], passages: Sequence[ScoredChunk], evidence: QuoteEvidence
+    citations: Sequence[Citation],
+    passages: Sequence[ScoredChunk],
+    evidence: QuoteEvidence,
+    question: str = "",
 ) -> bool:
     """Whether an answer cites only passages that cover the question far worse than the best.
 
-    ``evidence.passage_coverage`` is in the order of ``passages``.
+    ``evidence.passage_coverage`` is in the order of ``passages``. A cited passage
+    that names what the question names (a number, an identifier) and the best
+    passage does not is on the topic however few of the question's other words it
+    shares: it is about the very thing asked, the best passage about its neighbours.
     """
     if not citations or not evidence.passage_coverage:
         return False
     position = {p.chunk.id: i for i, p in enumerate(passages)}
-    cited = [
-        evidence.passage_coverage[position[c.chunk_id]]
+    cited_at = [
+        position[c.chunk_id]
         for c in citations
         if c.chunk_id in position and position[c.chunk_id] < len(evidence.passage_coverage)
     ]
-    if not cited:
+    if not cited_at:
         return False
-    return max(cited) < OFF_TOPIC_SHARE * evidence.best_coverage
+    cited = [evidence.passage_coverage[i] for i in cited_at]
+    if max(cited) >= OFF_TOPIC_SHARE * evidence.best_coverage:
+        return False
+    best = max(range(len(evidence.passage_coverage)), key=evidence.passage_coverage.__getitem__)
+    asked = {h for h in analyze(question).hard if _is_constraint(h)}
+    if asked and best < len(passages):
+        best_lacks = set(_not_offered(asked, [passages[best]]))
+        cited_lacks = set(_not_offered(asked, [passages[i] for i in cited_at]))
+        if best_lacks - cited_lacks:
+            return False
+    return True

@@ -62,7 +62,11 @@ REFUSAL = (
 
 # Bumped when the evidence check or the gate changes what an answer looks like,
 # so answers cached by an older check are not served again.
-CHECK_VERSION = 8
+CHECK_VERSION = 9
+# How deep the ranking is searched for a passage that mentions what the question
+# names when none of the top ones does (AskPipeline._with_named_passages). Set by
+# reasoning (a few times the passages an answer reads), not tuned.
+NAMED_PASSAGE_DEPTH = 30
 
 TokenCallback = Callable[[AnswerChunk], None]
 QuotesCallback = Callable[[tuple[Citation, ...]], None]
@@ -71,6 +75,10 @@ ABSTAIN_NOTICE = "The closest passages are shown below; none of them answers the
 MODEL_NOT_FOUND_NOTICE = (
     "The model found no answer in these passages; "
     "the sentences closest to your question are shown instead. Check them."
+)
+OFF_TOPIC_NOTICE = (
+    "This answer rests on passages that share few of your question's words; "
+    "check that it answers what you asked."
 )
 UNSUPPORTED_NOTICE = (
     "The model's answer could not be found in your documents; "
@@ -288,6 +296,7 @@ class AskPipeline:
         # scored here, in a worker thread, not on the (GUI) event loop.
         kept = await asyncio.to_thread(self._without_injections, scored)
         dropped = len(scored) - len(kept)
+        kept = await self._with_named_passages(text, kept, filters, qvec, trace)
         if dropped:
             trace.detail["passages_dropped"] = dropped
             notices.append(
@@ -310,6 +319,49 @@ class AskPipeline:
             entry = await cache.put_result(namespace, text, qvec, _payload(answer), doc_ids)
             answer = dataclasses.replace(answer, cache_entry=entry)
         return answer
+
+    async def _with_named_passages(
+        self,
+        text: str,
+        kept: list[ScoredChunk],
+        filters: SearchFilters | None,
+        qvec: FloatArray | None,
+        trace: AskTrace,
+    ) -> list[ScoredChunk]:
+        """The passages, with a deeper one in place of the last when the question
+        names something (a number, an identifier) that none of them mentions.
+
+        The gate abstains when no passage mentions what the question names ("the
+        largest value chr() accepts" with no passage on chr()): the documents may
+        still mention it, lower in the ranking, below passages that share the
+        question's other words. The best passage among the next ones that mentions
+        it takes the last place; when none does, the gate abstains as before. Seen
+        on the Python docs set (tuning): one answerable question abstained so.
+        """
+        missing = await asyncio.to_thread(gate.missing_constraints, text, kept)
+        if not missing or not kept:
+            return kept
+        t0 = time.perf_counter()
+        deeper = await self._retriever.search(
+            text,
+            k=NAMED_PASSAGE_DEPTH,
+            filters=filters,
+            timings={},
+            query_vector=qvec,
+            by_page=False,
+        )
+        have = {sc.chunk.id for sc in kept}
+        candidates = await asyncio.to_thread(
+            self._without_injections, [sc for sc in deeper if sc.chunk.id not in have]
+        )
+        found = await asyncio.to_thread(
+            gate.naming_passages, missing, candidates, min(len(missing), len(kept))
+        )
+        trace.timings["named_passages"] = (time.perf_counter() - t0) * 1000
+        if not found:
+            return kept
+        trace.detail["named_passages"] = [sc.chunk.id for sc in found]
+        return kept[: len(kept) - len(found)] + found
 
     def _question_policy(self, text: str, trace: AskTrace, notices: list[str]) -> Answer | None:
         """The injection policy for the user's question: a refusal, or None to go on."""
@@ -442,16 +494,27 @@ class AskPipeline:
                 trace.outcome = "ok"
             notices.append(MODEL_NOT_FOUND_NOTICE)
             return self._quotes_answer(answer, quotes, notices)
-        on_topic = not gate.off_topic(checked.citations, kept, evidence)
+        on_topic = not gate.off_topic(checked.citations, kept, evidence, text)
         if not on_topic:
             trace.detail["off_topic_answer"] = True
-        if on_topic and checked.citations and gate.after(checked.supported_share):
+        supported = bool(checked.citations) and gate.after(checked.supported_share)
+        if supported and (on_topic or not quotes):
+            notice = answer.notice
+            if not on_topic:
+                # Its claims are in the passages it cites, but those share less of
+                # the question than the best passage. With quotes, the quotes answer;
+                # without (no passage holds strong evidence), the checked answer is
+                # the best there is, said as such. Seen on the Python docs set
+                # (tuning): a correct answer abstained for want of quotes.
+                notices.append(OFF_TOPIC_NOTICE)
+                notice = " ".join(notices)
             return dataclasses.replace(
                 answer,
                 text=checked.text,
                 citations=checked.citations,
                 sentences=checked.sentences,
                 quotes=quotes,
+                notice=notice,
             )
         # The model's answer is not in the passages: the quotes stay the answer.
         trace.detail["unsupported_answer"] = True

@@ -272,3 +272,69 @@ async def test_an_unsupported_answer_whose_names_the_passages_hold_keeps_the_quo
     assert not answer.abstained
     assert answer.notice and "could not be found in your documents" in answer.notice
     assert any("--rebuild" in c.quote for c in answer.citations)
+
+
+def _scan_manual(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(3):
+        (docs / f"limits-{n}.md").write_text(
+            "# Scan limits\n\n"
+            f"The largest value the scanner accepts for a depth limit is set per site ({n}). "
+            "The scanner checks every depth value it accepts against the largest value.\n"
+        )
+    (docs / "options.md").write_text("# Options\n\nPass --depth to go at most 12 folders down.\n")
+    for n, topic in enumerate(["garden", "kitchen", "office", "garage", "attic", "porch"] * 2):
+        (docs / f"notes-{n}.txt").write_text(f"The {topic} is tidied on day {n} of the month.\n")
+    return docs
+
+
+async def test_a_deeper_passage_naming_what_the_question_names_is_read(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # The top passages share the question's words (depth among them) but never name
+    # --depth; the one that does ranks lower. The gate would say no passage mentions it.
+    _config(home, llm.base_url, "[retrieval]\ntop_k = 2\n")
+    async with Services(load_settings()) as services:
+        await services.ingest([_scan_manual(tmp_path)])
+        question = "What is the largest value the scanner accepts for --depth?"
+        top, _ = await services.search(question, k=2)
+        assert all("--depth" not in sc.chunk.text for sc in top)
+        llm.push(Succeed(("With --depth it goes at most 12 folders down [2].",)))
+        answer = await services.ask(question, use_cache=False)
+    assert llm.chat_requests, "the model was asked"
+    assert "Pass --depth" in str(llm.chat_requests[-1].body)
+    assert not answer.abstained
+    assert [_source(c) for c in answer.citations] == ["options.md"], (
+        answer.text,
+        answer.sentences,
+        answer.notice,
+    )
+    assert "12 folders" in answer.citations[0].quote
+
+
+async def test_a_supported_answer_on_weak_evidence_stands_with_a_caution(
+    home: Path, tmp_path: Path, llm: FakeLLM
+) -> None:
+    # No passage covers the question well enough to quote. The answer's passage shares
+    # fewer of its words than the best one, yet holds the answer: with no quotes to
+    # fall back on, the checked answer stands, with a caution, instead of "not found".
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "harbour.md").write_text("The harbour lighthouse opens every spring.\n")
+    (docs / "crew.md").write_text("Ana Duarte paints the railings.\n")
+    _config(home, llm.base_url)
+    question = (
+        "Which crew member repaints the harbour lighthouse railings every spring "
+        "before tourists arrive?"
+    )
+    async with Services(load_settings()) as services:
+        await services.ingest([docs])
+        seen: list[tuple[Citation, ...]] = []
+        llm.push(Succeed(("Ana Duarte paints the railings [2].",)))
+        answer = await services.ask(question, on_quotes=seen.append, use_cache=False)
+    assert seen == [()], "too little of the question is covered for quotes"
+    assert not answer.abstained
+    assert [_source(c) for c in answer.citations] == ["crew.md"]
+    assert answer.citations[0].quote == "Ana Duarte paints the railings."
+    assert answer.notice and "share few of your question's words" in answer.notice
