@@ -74,8 +74,8 @@ screenshots: $(VENV)/.installed-dev
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python packaging/screenshots.py screenshots
 
 # The self-contained Linux bundle dist/archivist/archivist (PyInstaller), the AppImage's
-# AppDir and image, and dist/Archivist-<version>-x86_64.AppImage when an AppImage runtime
-# is given (packaging/build-bundle.sh; README "Package"). Part of `make test`, whose
+# AppDir and image, and dist/Archivist-<version>-x86_64.AppImage with our own runtime
+# (packaging/appimage/; packaging/build-bundle.sh; README "Package"). Part of `make test`, whose
 # tests/packaging/test_bundle.py runs the bundle. Rebuilt only when a source changed;
 # ARCHIVIST_SKIP_PACKAGE=1 skips it outside CI (the bundle tests then skip).
 PACKAGE_INPUTS := pyproject.toml $(shell find app core resources packaging -type f -not -path '*/__pycache__/*' 2>/dev/null)
