@@ -186,6 +186,8 @@ def run(questions_file: Path, corpus: Path, cache_dir: Path) -> dict[str, Any]:
         "embed_s": round(embed_s, 1),
         "bm25_ms_p50": round(statistics.median(bm25_ms), 1),
         "modes": {mode: summarise(rows) for mode, rows in per_mode.items()},
+        # per question, to see where a pipeline gains or loses against this one
+        "fused_ndcg@10_by_question": {q.id: round(m["ndcg@10"], 4) for q, m in per_mode["fused"]},
     }
 
 
