@@ -304,7 +304,10 @@ class AskPipeline:
                 "to an AI model and were left out."
             )
         answer = await self._answer(text, kept, trace, on_token, on_quotes, skip_providers, notices)
-        answer = dataclasses.replace(answer, retrieved=tuple(scored))
+        # What the search returned, and any deeper passage read in the last place.
+        have = {sc.chunk.id for sc in scored}
+        deeper = tuple(sc for sc in kept if sc.chunk.id not in have)
+        answer = dataclasses.replace(answer, retrieved=(*scored, *deeper))
         timings["total"] = (time.perf_counter() - t_start) * 1000
         # Only a complete, normal answer is worth serving again.
         if (

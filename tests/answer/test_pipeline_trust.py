@@ -311,6 +311,7 @@ async def test_a_deeper_passage_naming_what_the_question_names_is_read(
         answer.notice,
     )
     assert "12 folders" in answer.citations[0].quote
+    assert Path(answer.retrieved[-1].chunk.source).name == "options.md", "shown in why-this-answer"
 
 
 async def test_a_supported_answer_on_weak_evidence_stands_with_a_caution(
