@@ -200,6 +200,8 @@ class LibraryPanel(QWidget):
     def on_finished(self, report: IngestReport) -> None:
         self.cancel_button.setEnabled(False)
         total = len(report.outcomes)
+        # Counts files again: the bar may still carry the fill's "passages embedded".
+        self.progress.setFormat("%v of %m files")
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(total)
         counts = ", ".join(f"{n} {k}" for k, n in report.summary().items() if n)

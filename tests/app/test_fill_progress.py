@@ -35,6 +35,11 @@ def test_the_library_panel_and_title_follow_the_fill_after_the_files(
     files = [s for s in seen if not s[0]]
     assert files and files[0][1] == "%v of %m files"
     assert window.windowTitle() == "Archivist"  # nothing runs any more
+    # Done: the bar counts the files it took in, not passages (seen as "3 of 3 passages
+    # embedded" when many more passages were embedded).
+    progress = window.library.progress
+    assert progress.format() == "%v of %m files"
+    assert progress.value() == progress.maximum() == len(list(corpus.iterdir()))
 
 
 def test_a_fill_resumed_at_start_up_shows_in_the_library_panel_and_title(
