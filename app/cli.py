@@ -747,7 +747,7 @@ async def _eval_answers(args: argparse.Namespace, settings: Settings) -> int:
             # the rate limiter measures nothing but the answers.
             return await services.ask(text, use_cache=False, session=f"eval-{text[:40]}")
 
-        result = await evaluate_answers(ask, questions)
+        result = await evaluate_answers(ask, questions, corpus)
         result["ingest"] = {"summary": report.summary(), "elapsed_s": round(report.elapsed_s, 1)}
         if args.json:
             print(json.dumps(result))

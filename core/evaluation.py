@@ -62,15 +62,19 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     return out
 
 
+def corpus_page(source: str, corpus: Path) -> str:
+    """A passage's page as a question file names it: its source relative to the
+    (resolved) ``corpus`` folder, without an anchor; the source itself when it
+    lies outside the corpus."""
+    try:
+        rel = Path(source).resolve().relative_to(corpus)
+    except ValueError:
+        rel = Path(source)
+    return page_of(rel.as_posix())
+
+
 def _pages(chunks: Sequence[ScoredChunk], corpus: Path) -> list[str]:
-    pages = []
-    for c in chunks:
-        try:
-            rel = Path(c.chunk.source).resolve().relative_to(corpus)
-        except ValueError:
-            rel = Path(c.chunk.source)
-        pages.append(page_of(rel.as_posix()))
-    return pages
+    return [corpus_page(c.chunk.source, corpus) for c in chunks]
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -12,9 +12,17 @@ unanswerable question). For each question:
   sentences) contain every answer string, over all correct answers;
 * quotes: the same containment test on the quote-first sentences alone;
 * first token: the model's first token when a model ran, else the quotes' time;
-  total: the whole ask.
+  total: the whole ask;
+* relevant page read: an answerable question for which a passage of one of its
+  ``relevant`` pages was among those retrieved for the answer (what "Why this
+  answer?" lists), over all answerable questions; answer in passages: the same
+  for a retrieved passage whose text holds every ``answer_contains`` string (no
+  corpus folder needed). A wrong answer or a false abstention without them is a
+  retrieval miss; with them, a reading miss.
 
-Everything is reported overall, per kind and per provider.
+Everything is reported overall, per kind and per provider. Each question's row
+also gives the answer's notice (why it abstained or fell back to quotes) and the
+pages it read and cited, relative to the corpus folder.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from core.evaluation import EvalQuestion
+from core.evaluation import EvalQuestion, corpus_page
 from core.retrieval.metrics import percentile
 from core.types import Answer, Citation
 
@@ -45,6 +54,11 @@ class AnswerResult:
     first_ms: float
     total_ms: float
     answer: str
+    notice: str | None = None
+    read: tuple[str, ...] = ()  # pages of the passages retrieved for it, in order
+    cited: tuple[str, ...] = ()  # pages of its citations (the quotes when they answer)
+    read_relevant: bool | None = None  # None: unanswerable, or no corpus folder given
+    answer_read: bool | None = None  # a retrieved passage holds the answer; None: unanswerable
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +72,11 @@ class AnswerResult:
             "first_ms": round(self.first_ms, 1),
             "total_ms": round(self.total_ms, 1),
             "answer": self.answer,
+            "notice": self.notice,
+            "read": list(self.read),
+            "cited": list(self.cited),
+            "read_relevant": self.read_relevant,
+            "answer_read": self.answer_read,
         }
 
 
@@ -70,7 +89,14 @@ def _evidence(cites: Sequence[Citation]) -> str:
     return "\n".join(c.quote or c.text for c in cites)
 
 
-def score_answer(q: EvalQuestion, answer: Answer, wall_ms: float) -> AnswerResult:
+def _unique(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def score_answer(
+    q: EvalQuestion, answer: Answer, wall_ms: float, corpus: Path | None = None
+) -> AnswerResult:
+    """Score one answer; ``corpus`` (resolved) names its pages as the question file does."""
     answerable = bool(q.answer_contains)
     abstained = answer.abstained
     if answerable:
@@ -89,6 +115,15 @@ def score_answer(q: EvalQuestion, answer: Answer, wall_ms: float) -> AnswerResul
             for k in ("wait_index", "embed_query", "cache_lookup", "search", "hydrate")
         )
         first += timings.get("rerank", 0.0) + timings.get("quotes", 0.0)
+    read: tuple[str, ...] = ()
+    cited: tuple[str, ...] = ()
+    read_relevant = None
+    if corpus is not None:
+        read = _unique([corpus_page(sc.chunk.source, corpus) for sc in answer.retrieved])
+        shown = answer.citations or answer.quotes
+        cited = _unique([corpus_page(c.source, corpus) for c in shown])
+        if answerable and q.relevant:
+            read_relevant = any(page in q.relevant for page in read)
     return AnswerResult(
         id=q.id,
         kind=q.kind,
@@ -101,6 +136,15 @@ def score_answer(q: EvalQuestion, answer: Answer, wall_ms: float) -> AnswerResul
         first_ms=first,
         total_ms=timings.get("total", wall_ms),
         answer=answer.text,
+        notice=answer.notice,
+        read=read,
+        cited=cited,
+        read_relevant=read_relevant,
+        answer_read=(
+            any(_contains_all(sc.chunk.text, q.answer_contains) for sc in answer.retrieved)
+            if answerable
+            else None
+        ),
     )
 
 
@@ -125,6 +169,13 @@ def summarize(results: Sequence[AnswerResult]) -> dict[str, Any]:
             sum(r.cited_precisely for r in correct_answerable), len(correct_answerable)
         ),
         "quotes_hold_answer": share(sum(r.quotes_contain for r in answerable), len(answerable)),
+        "relevant_page_read": share(
+            sum(r.read_relevant is True for r in answerable),
+            sum(r.read_relevant is not None for r in answerable),
+        ),
+        "answer_in_passages": share(
+            sum(r.answer_read is True for r in answerable), len(answerable)
+        ),
         "first_ms": {
             "p50": round(statistics.median(first), 1) if first else 0.0,
             "p95": round(percentile(first, 95), 1) if first else 0.0,
@@ -136,13 +187,15 @@ def summarize(results: Sequence[AnswerResult]) -> dict[str, Any]:
     }
 
 
-async def evaluate_answers(ask: Ask, questions: Sequence[EvalQuestion]) -> dict[str, Any]:
+async def evaluate_answers(
+    ask: Ask, questions: Sequence[EvalQuestion], corpus: Path | None = None
+) -> dict[str, Any]:
     """Ask every question (one at a time) and score the answers."""
     results: list[AnswerResult] = []
     for q in questions:
         t0 = time.perf_counter()
         answer = await ask(q.question)
-        results.append(score_answer(q, answer, (time.perf_counter() - t0) * 1000))
+        results.append(score_answer(q, answer, (time.perf_counter() - t0) * 1000, corpus))
     by_kind: dict[str, list[AnswerResult]] = {}
     by_provider: dict[str, list[AnswerResult]] = {}
     for r in results:
@@ -163,15 +216,17 @@ def _pct(value: float | None) -> str:
 def format_answers_table(report: dict[str, Any]) -> str:
     head = (
         "| group | n | accuracy | abstain (unanswerable) | false abstain | "
-        "citation precision | quotes hold answer | first p50 ms | total p50 ms |"
+        "citation precision | quotes hold answer | relevant page read | first p50 ms | "
+        "total p50 ms |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
 
     def row(name: str, s: dict[str, Any]) -> str:
         return (
             f"| {name} | {s['questions']} | {_pct(s['accuracy'])} | "
             f"{_pct(s['abstention_on_unanswerable'])} | {_pct(s['false_abstention'])} | "
             f"{_pct(s['citation_precision'])} | {_pct(s['quotes_hold_answer'])} | "
+            f"{_pct(s['relevant_page_read'])} | "
             f"{s['first_ms']['p50']:.0f} | {s['total_ms']['p50']:.0f} |"
         )
 

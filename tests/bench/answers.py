@@ -69,7 +69,8 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
         if args.features:
             return {"features": await gate_features(services, questions)}
-        report = await evaluate_answers(ask, questions)
+        corpus = args.corpus.resolve() if args.corpus is not None else None
+        report = await evaluate_answers(ask, questions, corpus)
     report["settings"] = {"local_model": args.local_model, "questions": args.questions}
     return report
 
