@@ -17,7 +17,8 @@ Per kind:
   one ``PageSpan`` per page.
 - HTML (lxml.html): the main content only (``<main>``, ``[role=main]``,
   Sphinx's ``div.body``, ``<article>`` ...), without scripts, styles and
-  navigation; block elements become paragraphs, ``<pre>`` keeps its lines,
+  navigation (side boxes stay unless they read as navigation); block elements
+  become paragraphs, ``<pre>`` keeps its lines,
   ``h1``-``h6`` become headings.
 - Markdown: the text as it is; ATX (``#``) and setext headings outside fenced
   code blocks.
@@ -600,7 +601,7 @@ def _docx_table(table: Any) -> str:
 # Dropped with everything inside them (their tail text stays).
 _DROP_TAGS = frozenset(
     {
-        "script", "style", "nav", "footer", "aside", "noscript", "form", "template",
+        "script", "style", "nav", "footer", "noscript", "form", "template",
         "iframe", "svg", "math", "canvas", "button", "select", "textarea", "input",
         "object", "embed", "head", "title", "meta", "link", "img", "video", "audio",
     }
@@ -610,10 +611,18 @@ _DROP_CLASSES = frozenset(
         "related", "sphinxsidebar", "sphinxsidebarwrapper", "footer", "mobile-nav",
         "menu-wrapper", "inline-search", "navigation", "breadcrumbs", "breadcrumb",
         "toc-drawer", "sidebar-drawer", "headerlink", "skip-link", "nav", "navbar",
-        "sidebar", "site-header", "site-footer",
+        "site-header", "site-footer",
     }
 )  # fmt: skip
-_DROP_ROLES = frozenset({"navigation", "search", "banner", "contentinfo", "complementary"})
+_DROP_ROLES = frozenset({"navigation", "search", "banner", "contentinfo"})
+# A box beside the text: ``<aside>``, ``class="sidebar"``, ``role="complementary"``.
+# On a web site it holds navigation (links, a search form); in a book or a manual it
+# is the author's own text: DocBook's "Tip" and "Going further" sidebars, Sphinx's
+# sidebar directive and footnotes. It is dropped only when it reads as navigation.
+_BOX_CLASSES = frozenset({"sidebar"})
+_BOX_ROLES = frozenset({"complementary"})
+_BOX_NAVIGATION = frozenset({"nav", "form", "input", "select", "button", "menu"})
+BOX_LINK_DENSITY = 0.5
 _BLOCK_TAGS = frozenset(
     {
         "address", "article", "blockquote", "body", "caption", "center", "dd", "details",
@@ -690,8 +699,32 @@ def _is_link_list(el: Any) -> bool:
     return total > 0 and link_chars / total >= LINK_DENSITY
 
 
+def _is_navigation_box(el: Any) -> bool:
+    """A side box that holds navigation: a search form or menu, links for most of its
+    text, or no text at all."""
+    if any(isinstance(d.tag, str) and d.tag.lower() in _BOX_NAVIGATION for d in el.iter()):
+        return True
+    total = len("".join(el.itertext()).strip())
+    if total == 0:
+        return True
+    link_chars = sum(len("".join(a.itertext()).strip()) for a in el.iter("a"))
+    return link_chars / total >= BOX_LINK_DENSITY
+
+
+def _is_box(el: Any, tag: str) -> bool:
+    if tag == "aside":
+        return True
+    attrib = el.attrib
+    classes = attrib.get("class")
+    return attrib.get("role") in _BOX_ROLES or (
+        bool(classes) and not _BOX_CLASSES.isdisjoint(classes.split())
+    )
+
+
 def _is_dropped(el: Any, tag: str, inside_article: bool) -> bool:
     if tag in _DROP_TAGS:
+        return True
+    if _is_box(el, tag) and _is_navigation_box(el):
         return True
     if tag in _LINK_LIST_TAGS and _is_link_list(el):
         return True

@@ -61,3 +61,38 @@ def test_upgrade_from_the_first_revision_keeps_rows(tmp_path: Path) -> None:
         assert schema_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_html_documents_are_marked_for_parsing_again(tmp_path: Path) -> None:
+    """0006: HTML records lose their size check and hash (the parser keeps side boxes
+    now); other documents keep theirs."""
+    from alembic import command
+    from alembic.config import Config
+
+    from core.db.engine import MIGRATIONS_DIR
+
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0005")
+        insert = sa.text(
+            "INSERT INTO documents (path, content_hash, size, mtime, kind, title, text,"
+            " ingested_at) VALUES (:path, :hash, 10, 5.0, :kind, 't', 'x', 1.0)"
+        )
+        with engine.begin() as conn:
+            conn.execute(insert, {"path": "/d/a.html", "hash": "a" * 64, "kind": "html"})
+            conn.execute(insert, {"path": "/d/b.pdf", "hash": "b" * 64, "kind": "pdf"})
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT path, content_hash, size, mtime FROM documents ORDER BY path")
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("/d/a.html", "", 10, -1.0),
+            ("/d/b.pdf", "b" * 64, 10, 5.0),
+        ]
+    finally:
+        engine.dispose()

@@ -176,6 +176,37 @@ def test_html_keeps_main_text_and_drops_navigation(files: dict[str, Path]) -> No
     assert_clean(doc)
 
 
+def test_html_side_boxes_keep_their_text_unless_they_are_navigation(tmp_path: Path) -> None:
+    """A book's "Tip" box and a footnote are the author's text; a site's sidebar of
+    links or a search box is navigation."""
+    page = tmp_path / "book.html"
+    page.write_text(
+        "<html><body>"
+        '<div class="section"><h2>Package cache</h2>'
+        '<div class="para">Downloaded packages are kept on disk.</div>'
+        '<div class="sidebar"><p class="title">Going further</p>'
+        '<div class="para">Run <code>tidy --old</code> to remove the copies that can'
+        " no longer be fetched.</div></div>"
+        '<aside class="footnote" role="note"><a href="#r1">1</a> Measured on a quiet'
+        " machine.</aside>"
+        '<div role="complementary"><p>See also <a href="a.html">the archive</a> for'
+        " older releases of every package.</p></div>"
+        "</div>"
+        '<aside class="sidebar"><ul><li><a href="/">Home</a></li><li><a href="/b">Blog'
+        '</a></li><li><a href="/c">Contact</a></li></ul></aside>'
+        '<div class="sidebar"><form><input name="q"></form><p>Search the site</p></div>'
+        "<aside></aside>"
+        "</body></html>",
+        encoding="utf-8",
+    )
+    text = parse(page).text
+    assert "Run tidy --old to remove the copies that can no longer be fetched." in text
+    assert "Measured on a quiet machine." in text
+    assert "See also the archive for older releases of every package." in text
+    for navigation in ("Home", "Blog", "Contact", "Search the site"):
+        assert navigation not in text
+
+
 def test_html_declared_charset_is_honoured(tmp_path: Path) -> None:
     page = tmp_path / "latin.html"
     html = '<html><head><meta charset="iso-8859-1"></head><body><p>Crème brûlée “x”</p>'
