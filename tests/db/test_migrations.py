@@ -35,19 +35,25 @@ def test_migrated_schema_matches_the_declared_schema(tmp_path: Path) -> None:
         declared.dispose()
 
 
-def test_upgrade_from_the_first_revision_keeps_rows(tmp_path: Path) -> None:
+def _database_at(path: Path, revision: str) -> sa.Engine:
+    """A SQLite database migrated up to ``revision`` only."""
     from alembic import command
     from alembic.config import Config
 
     from core.db.engine import MIGRATIONS_DIR
 
-    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = create_engine_for(f"sqlite:///{path}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
+def test_upgrade_from_the_first_revision_keeps_rows(tmp_path: Path) -> None:
+    engine = _database_at(tmp_path / "old.db", "0001")
     try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
         with engine.begin() as conn:
             conn.execute(
                 sa.text(
@@ -66,18 +72,8 @@ def test_upgrade_from_the_first_revision_keeps_rows(tmp_path: Path) -> None:
 def test_html_documents_are_marked_for_parsing_again(tmp_path: Path) -> None:
     """0006: HTML records lose their size check and hash (the parser keeps side boxes
     now); other documents keep theirs."""
-    from alembic import command
-    from alembic.config import Config
-
-    from core.db.engine import MIGRATIONS_DIR
-
-    engine = create_engine_for(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = _database_at(tmp_path / "old.db", "0005")
     try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0005")
         insert = sa.text(
             "INSERT INTO documents (path, content_hash, size, mtime, kind, title, text,"
             " ingested_at) VALUES (:path, :hash, 10, 5.0, :kind, 't', 'x', 1.0)"
