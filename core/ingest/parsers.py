@@ -687,16 +687,19 @@ LINK_DENSITY = 0.8
 LINK_MIN_LINKS = 8
 
 
-def _is_link_list(el: Any) -> bool:
+def _links(el: Any) -> tuple[int, int, int]:
+    """Links in ``el``, characters of their text, characters of all its text."""
     links = 0
     link_chars = 0
     for a in el.iter("a"):
         links += 1
         link_chars += len("".join(a.itertext()).strip())
-    if links < LINK_MIN_LINKS:
-        return False
-    total = len("".join(el.itertext()).strip())
-    return total > 0 and link_chars / total >= LINK_DENSITY
+    return links, link_chars, len("".join(el.itertext()).strip())
+
+
+def _is_link_list(el: Any) -> bool:
+    links, link_chars, total = _links(el)
+    return links >= LINK_MIN_LINKS and total > 0 and link_chars / total >= LINK_DENSITY
 
 
 def _is_navigation_box(el: Any) -> bool:
@@ -704,11 +707,8 @@ def _is_navigation_box(el: Any) -> bool:
     text, or no text at all."""
     if any(isinstance(d.tag, str) and d.tag.lower() in _BOX_NAVIGATION for d in el.iter()):
         return True
-    total = len("".join(el.itertext()).strip())
-    if total == 0:
-        return True
-    link_chars = sum(len("".join(a.itertext()).strip()) for a in el.iter("a"))
-    return link_chars / total >= BOX_LINK_DENSITY
+    _, link_chars, total = _links(el)
+    return total == 0 or link_chars / total >= BOX_LINK_DENSITY
 
 
 def _is_box(el: Any, tag: str) -> bool:
